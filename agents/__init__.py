@@ -1,0 +1,1 @@
+"""kairn's agents, hooks and PKI: one package, several console scripts."""

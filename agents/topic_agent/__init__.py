@@ -1,0 +1,1 @@
+"""ConfigMap -> Kafka topic reconciler (kairn-topic-agent)."""

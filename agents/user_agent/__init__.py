@@ -1,0 +1,1 @@
+"""ConfigMap -> Kafka user, ACLs and quotas reconciler (kairn-user-agent)."""

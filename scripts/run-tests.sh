@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the test tiers one after another. A tier fails the run when its runner fails or when it
+# ran no test at all (pytest's exit code 5 is a failure here, never a success).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export PATH="$root/.tools/bin:$root/.venv/bin:$PATH"
+which=${1:-all}
+failed=()
+
+pytest_tier() {  # name, then pytest arguments
+  local name=$1; shift
+  echo "=== tier: $name"
+  .venv/bin/pytest "$@"
+  local rc=$?
+  case $rc in
+    0) ;;
+    5) echo "tier $name ran no test: that is a failure"; failed+=("$name") ;;
+    *) failed+=("$name") ;;
+  esac
+}
+
+case $which in
+  unit|all) pytest_tier unit tests/unit ;;&
+  integration|all) pytest_tier integration tests/integration ;;&
+  *) ;;
+esac
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED tiers: ${failed[*]}"
+  exit 1
+fi
+echo "all tiers passed ($which)"
