@@ -1,0 +1,150 @@
+"""kairn-certs: create and renew kairn's CAs and certificates (the chart's PKI hook)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .model import KINDS, Desired
+from .plan import STEPS
+from .run import PlanError, run
+from .store import Conflict, DirSecretStore, KubeSecretStore
+
+
+def log(msg: str, level: str = "info", **fields) -> None:
+    rec = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "msg": msg}
+    print(json.dumps({**rec, "logger": "kairn-certs", **fields}), file=sys.stderr, flush=True)
+
+
+def _env(name: str, default=None):
+    return os.environ.get(f"KAIRN_{name}", default)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kairn-certs",
+        description="Create the cluster and clients CAs and the per-pod certificates of a kairn "
+        "release in Secrets, and renew them before they expire. Every option falls back to the "
+        "environment variable shown.",
+    )
+    arg = p.add_argument
+    arg("--fullname", default=_env("FULLNAME"), help="release fullname [KAIRN_FULLNAME]")
+    arg("--namespace", default=_env("NAMESPACE"), help="namespace [KAIRN_NAMESPACE]")
+    arg(
+        "--cluster-domain",
+        default=_env("CLUSTER_DOMAIN", "cluster.local"),
+        help="[KAIRN_CLUSTER_DOMAIN] (default cluster.local)",
+    )
+    for name, dflt, what in (
+        ("zookeeper-replicas", 3, "ZooKeeper pods"),
+        ("kafka-replicas", 3, "Kafka brokers"),
+        ("cert-validity-days", 365, "leaf certificate validity"),
+        ("cert-renewal-days", 30, "renew leaves expiring within this many days"),
+        ("ca-validity-days", 1825, "validity of a new CA"),
+    ):
+        env = "KAIRN_" + name.upper().replace("-", "_")
+        arg(
+            f"--{name}",
+            type=int,
+            default=int(os.environ.get(env, dflt)),
+            help=f"{what} [{env}] (default {dflt})",
+        )
+    arg(
+        "--extra-san",
+        action="append",
+        default=_list("EXTRA_SANS"),
+        help="extra DNS name or IP for broker certificates, repeatable [KAIRN_EXTRA_SANS, "
+        "comma-separated]",
+    )
+    for step, what in (
+        ("renew", "re-sign the CA certificate with its key (e.g. when it is about to expire)"),
+        ("replace", "start replacing the CA with a new key: the new CA becomes trusted"),
+        ("promote", "second replacement step: the new CA signs, leaves are re-issued"),
+        ("drop", "last replacement step: stop trusting the old CA"),
+    ):
+        flag = "drop-old-ca" if step == "drop" else f"{step}-ca"
+        env = "KAIRN_" + flag.upper().replace("-", "_")
+        arg(
+            f"--{flag}",
+            action="append",
+            choices=KINDS,
+            default=_list(env[6:]),
+            metavar="cluster|clients",
+            help=f"{what} [{env}]",
+        )
+    arg(
+        "--out-dir",
+        type=Path,
+        default=_env("CERTS_OUT_DIR"),
+        help="no Kubernetes: read and write the Secrets as files DIR/<secret>/<key> "
+        "[KAIRN_CERTS_OUT_DIR]",
+    )
+    arg("--dry-run", action="store_true", help="print what would be done, write nothing")
+    arg(
+        "--now",
+        default=_env("CERTS_NOW"),
+        help="act as if it were this ISO-8601 time, to see renewal happen [KAIRN_CERTS_NOW]",
+    )
+    return p
+
+
+def _list(name: str) -> list[str]:
+    return [v.strip() for v in (_env(name) or "").split(",") if v.strip()]
+
+
+def _steps(args) -> dict[str, str]:
+    steps: dict[str, str] = {}
+    for step in STEPS:
+        for kind in getattr(args, "drop_old_ca" if step == "drop" else f"{step}_ca"):
+            if steps.get(kind, step) != step:
+                raise PlanError(f"one CA step per run: {kind} has --{steps[kind]} and --{step}")
+            steps[kind] = step
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if not args.fullname:
+            raise PlanError("--fullname (KAIRN_FULLNAME) is required")
+        if not args.namespace and not args.out_dir:
+            raise PlanError("--namespace (KAIRN_NAMESPACE) is required")
+        now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+        if now.tzinfo is None:
+            raise PlanError(f"--now {args.now!r} needs a time zone, e.g. Z")
+        desired = Desired(
+            fullname=args.fullname,
+            namespace=args.namespace or "default",
+            zookeeper_replicas=args.zookeeper_replicas,
+            kafka_replicas=args.kafka_replicas,
+            cluster_domain=args.cluster_domain,
+            validity_days=args.cert_validity_days,
+            renewal_days=args.cert_renewal_days,
+            ca_validity_days=args.ca_validity_days,
+            kafka_extra_sans=tuple(args.extra_san),
+        )
+        if desired.renewal_days >= desired.validity_days:
+            raise PlanError("--cert-renewal-days must be shorter than --cert-validity-days")
+        store = DirSecretStore(args.out_dir) if args.out_dir else KubeSecretStore(desired.namespace)
+        plan, written = run(store, desired, now, _steps(args), args.dry_run, log)
+    except (PlanError, Conflict, ValueError) as e:
+        log("failed", level="error", reason=str(e))
+        print(f"kairn-certs: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # an API or config failure: one line, no traceback with data in it
+        log("failed", level="error", reason=f"{type(e).__name__}: {e}")
+        print(
+            f"kairn-certs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            file=sys.stderr,
+        )
+        return 1
+    log("done", actions=len(plan.actions), written=sorted(written), dry_run=args.dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
