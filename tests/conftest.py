@@ -1,0 +1,52 @@
+"""Fixtures shared by every tier. The real cluster is started once per session, lazily."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from devtools.cluster import LocalCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / ".run" / "tests"
+KEEP_RUNS = 5
+
+
+def new_run_dir(name: str) -> Path:
+    """A fresh folder for one cluster's data and logs; the oldest runs are pruned."""
+    RUNS.mkdir(parents=True, exist_ok=True)
+    for old in sorted(RUNS.iterdir())[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+    run = RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}"
+    run.mkdir(parents=True)
+    return run
+
+
+_clusters: list[LocalCluster] = []
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster() -> LocalCluster:
+    """3 ZooKeeper nodes + 3 brokers, TLS everywhere, ACL authorizer on."""
+    cluster = LocalCluster(new_run_dir("cluster"))
+    _clusters.append(cluster)
+    started = time.monotonic()
+    try:
+        cluster.start()
+        cluster.startup_seconds = time.monotonic() - started
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and _clusters:
+        logs = "\n".join(f"cluster logs: {c.run_dir}" for c in _clusters)
+        report.sections.append(("kafka cluster", logs))
+    return report
