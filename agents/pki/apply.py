@@ -147,7 +147,7 @@ def _mark(w: _Work, d: Desired, renewed: set[str], trust_changed: set[str], now)
         if not hit:
             continue
         ann = w.a(secret)
-        marks = json.loads(ann.get(RENEWED_AT) or "{}")
+        marks = _marks(ann)
         marks.update(dict.fromkeys(hit, _ts(now)))
         ann[RENEWED_AT] = json.dumps(marks, sort_keys=True, separators=(",", ":"))
 
@@ -156,9 +156,21 @@ def renewed_at(secrets: Mapping[str, Secret]) -> dict[str, datetime]:
     """Pod (or `<fullname>-agents`) -> when its TLS material last changed."""
     out = {}
     for s in secrets.values():
-        for pod, t in json.loads(s.annotations.get(RENEWED_AT) or "{}").items():
+        for pod, t in _marks(s.annotations).items():
             out[pod] = datetime.fromisoformat(t.replace("Z", "+00:00"))
     return out
+
+
+def _marks(annotations: Mapping[str, str]) -> dict[str, str]:
+    # A mark edited into something unreadable is dropped rather than failing the run: the worst
+    # outcome is one pod not restarted for a change that the next renewal marks again.
+    try:
+        marks = json.loads(annotations.get(RENEWED_AT) or "{}")
+        for t in marks.values():
+            datetime.fromisoformat(t.replace("Z", "+00:00"))
+        return marks if isinstance(marks, dict) else {}
+    except (ValueError, AttributeError, TypeError):
+        return {}
 
 
 def pods_needing_restart(

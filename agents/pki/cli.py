@@ -106,6 +106,20 @@ def _steps(args) -> dict[str, str]:
     return steps
 
 
+def _one_line(e: Exception) -> str:
+    """A Kubernetes API error as `status reason: message` (its str() spans many lines and
+    carries response headers); anything else as its first line."""
+    status, body = getattr(e, "status", None), getattr(e, "body", None)
+    if status is not None:
+        try:
+            message = json.loads(body or "{}").get("message", "")
+        except ValueError:
+            message = ""
+        return f"Kubernetes API: {status} {getattr(e, 'reason', '')}: {message}".rstrip(": ")
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -136,11 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kairn-certs: {e}", file=sys.stderr)
         return 1
     except Exception as e:  # an API or config failure: one line, no traceback with data in it
-        log("failed", level="error", reason=f"{type(e).__name__}: {e}")
-        print(
-            f"kairn-certs: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-            file=sys.stderr,
-        )
+        reason = _one_line(e)
+        log("failed", level="error", reason=reason)
+        print(f"kairn-certs: {reason}", file=sys.stderr)
         return 1
     log("done", actions=len(plan.actions), written=sorted(written), dry_run=args.dry_run)
     return 0

@@ -152,12 +152,7 @@ def _plan_ca(d: Desired, kind: str, secrets, now, step):
     step = step or ("replace" if forced else None)
     phase = "trust" if ca.next else ("old-trusted" if len(ca.bundle) > 1 else "idle")
     left = ca.signing.cert.not_valid_after_utc - now
-    if left <= d.renewal and step not in ("renew", "replace", "promote"):
-        raise Bad(
-            f"Secret {cert_name}: the {kind} CA expires on "
-            f"{ca.signing.cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days left); "
-            f"run with --renew-ca {kind} (same key) or --replace-ca {kind}"
-        )
+    nxt = {"trust": "--promote-ca", "old-trusted": "--drop-old-ca"}.get(phase, "--replace-ca")
     if step == "renew":
         acts.append(CAAction(kind, "renew", f"requested; {left.days} days left"))
     elif step == "replace" and phase == "idle":
@@ -172,8 +167,14 @@ def _plan_ca(d: Desired, kind: str, secrets, now, step):
             f"run with --promote-ca {kind} first"
         )
     elif step:
-        nxt = {"trust": "--promote-ca", "old-trusted": "--drop-old-ca"}.get(phase, "--replace-ca")
         warns.append(f"{kind} CA: {step} not applicable now ({phase}); next step: {nxt} {kind}")
+    acting = {a.what for a in acts} & {"renew", "replace", "promote"}
+    if left <= d.renewal and not acting:
+        raise Bad(
+            f"Secret {cert_name}: the {kind} CA expires on "
+            f"{ca.signing.cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days left); "
+            f"run with --renew-ca {kind} (same key) or {nxt} {kind}"
+        )
     if forced and not any(a.what == "replace" for a in acts):
         acts.append(CAAction(kind, "clear-annotation", f"{FORCE_REPLACE} on {key_name} seen"))
     if ca.signing.cert.not_valid_after_utc < now + timedelta(days=d.validity_days):
