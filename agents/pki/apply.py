@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from . import issue
-from .model import FORCE_REPLACE, GENERATION, MANAGED_BY, NEXT_KEY, RENEWED_AT, Desired, Secret
+from .model import FORCE_REPLACE, GENERATION, NEXT_KEY, RENEWED_AT, Desired, Secret
 from .plan import CAAction, IssueLeaf, Plan
 
 
@@ -27,8 +27,8 @@ def _ts(t: datetime) -> str:
 class _Work:
     """Mutable copies of the Secrets; `result()` returns only those that changed."""
 
-    def __init__(self, secrets: Mapping[str, Secret]):
-        self.old = secrets
+    def __init__(self, secrets: Mapping[str, Secret], labels: Mapping[str, str]):
+        self.old, self.labels = secrets, labels
         self.data = {n: dict(s.data) for n, s in secrets.items()}
         self.ann = {n: dict(s.annotations) for n, s in secrets.items()}
 
@@ -48,7 +48,7 @@ class _Work:
                 continue  # looked at, never written
             if old and data == dict(old.data) and self.ann[n] == dict(old.annotations):
                 continue
-            labels = {**(old.labels if old else {}), **MANAGED_BY}
+            labels = {**(old.labels if old else {}), **self.labels}
             rv, kind = (old.resource_version, old.type) if old else (None, "Opaque")
             out[n] = Secret(data, self.ann[n], labels, rv, kind)
         return out
@@ -58,7 +58,7 @@ def execute(plan: Plan, desired: Desired, secrets: Mapping[str, Secret], now: da
     """{name: Secret} for every Secret to create or replace (resource_version None: create)."""
     if plan.errors:
         raise ValueError("a plan with errors is not carried out")
-    w = _Work(secrets)
+    w = _Work(secrets, desired.labels)
     cas = {a.kind for a in plan.actions if isinstance(a, CAAction)}
     signers, trust_changed = {}, set()
     for kind in ("cluster", "clients"):

@@ -14,8 +14,13 @@ from .plan import STEPS
 from .run import PlanError, run
 from .store import Conflict, DirSecretStore, KubeSecretStore
 
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_threshold = [LEVELS["info"]]
+
 
 def log(msg: str, level: str = "info", **fields) -> None:
+    if LEVELS.get(level, 20) < _threshold[0]:
+        return
     rec = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "msg": msg}
     print(json.dumps({**rec, "logger": "kairn-certs", **fields}), file=sys.stderr, flush=True)
 
@@ -83,6 +88,17 @@ def parser() -> argparse.ArgumentParser:
         help="no Kubernetes: read and write the Secrets as files DIR/<secret>/<key> "
         "[KAIRN_CERTS_OUT_DIR]",
     )
+    arg(
+        "--cluster",
+        default=_env("CLUSTER"),
+        help="release name, set as label kairn.dev/cluster on written Secrets [KAIRN_CLUSTER]",
+    )
+    arg(
+        "--log-level",
+        default=(_env("LOG_LEVEL") or "info").lower(),
+        choices=sorted(LEVELS),
+        help="[KAIRN_LOG_LEVEL] (default info)",
+    )
     arg("--dry-run", action="store_true", help="print what would be done, write nothing")
     arg(
         "--now",
@@ -122,6 +138,7 @@ def _one_line(e: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _threshold[0] = LEVELS[args.log_level]
     try:
         if not args.fullname:
             raise PlanError("--fullname (KAIRN_FULLNAME) is required")
@@ -140,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             renewal_days=args.cert_renewal_days,
             ca_validity_days=args.ca_validity_days,
             kafka_extra_sans=tuple(args.extra_san),
+            release=args.cluster or "",
         )
         if desired.renewal_days >= desired.validity_days:
             raise PlanError("--cert-renewal-days must be shorter than --cert-validity-days")

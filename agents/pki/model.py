@@ -42,6 +42,11 @@ class Desired:
     renewal_days: int = 30
     ca_validity_days: int = 5 * 365  # like Strimzi: CAs live five years, leaves one
     kafka_extra_sans: tuple[str, ...] = ()  # e.g. external listener names; Kafka only
+    release: str = ""  # when set, written Secrets get the label kairn.dev/cluster: <release>
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {**MANAGED_BY, **({"kairn.dev/cluster": self.release} if self.release else {})}
 
     @property
     def renewal(self) -> timedelta:

@@ -175,3 +175,13 @@ def test_kube_store_encodes_and_maps_errors():
     with pytest.raises(Conflict, match="Secret c"):
         store.replace("c", Secret({"ca.crt": b""}, resource_version="6"))
     assert store.replace("c", Secret({}, resource_version="7")).resource_version == "8"
+
+
+def test_release_label_and_quiet_log(tmp_path, capsys):
+    assert certs(tmp_path, "--cluster", "prod", "--log-level", "error") == 0
+    assert capsys.readouterr().err == ""
+    meta = json.loads((tmp_path / "kairn-agents-cert" / ".meta.json").read_text())
+    assert meta["labels"] == {
+        "app.kubernetes.io/managed-by": "kairn-certs",
+        "kairn.dev/cluster": "prod",
+    }
