@@ -1,0 +1,47 @@
+# kairn: one image for the entity agents, the upgrade hooks and the TLS sidecar (stunnel).
+# Build from the repository root: docker build -t kairn/kairn:0.1.0 .
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# ---- build: a wheel of the agents package and a virtualenv with the pinned runtime deps ----
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY requirements.txt constraints.txt ./
+# Runtime dependencies only (requirements.txt also lists test tools); versions come from
+# requirements.txt and every transitive package is pinned by constraints.txt.
+RUN python -m venv /opt/kairn \
+    && grep -E '^(kubernetes|kafka-python|prometheus-client|flask|waitress|cryptography|pyyaml|kazoo)==' \
+       requirements.txt > runtime-requirements.txt \
+    && /opt/kairn/bin/pip install --only-binary=:all: -r runtime-requirements.txt -c constraints.txt
+COPY pyproject.toml ./
+COPY agents ./agents
+# The wheel is built with a pinned setuptools, which leaves the virtualenv again with pip.
+RUN /opt/kairn/bin/pip install --only-binary=:all: setuptools==80.9.0 \
+    && /opt/kairn/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/kairn/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/kairn/bin/pip uninstall --yes setuptools pip
+
+# ---- final: Python runtime, stunnel from Debian, the virtualenv; no compilers, no pip ----
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="kairn" \
+      org.opencontainers.image.description="kairn entity agents, upgrade hooks and TLS sidecar" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PATH=/opt/kairn/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends stunnel4=3:5.68-2+deb12u1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 kairn \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+       --shell /usr/sbin/nologin kairn
+COPY --from=build /opt/kairn /opt/kairn
+USER 10001:10001
+WORKDIR /tmp
+# The chart always sets the command (kairn-topic-agent, kairn-user-agent, kairn-roller,
+# kairn-certs or stunnel); by itself the image only shows what it carries.
+CMD ["stunnel", "-version"]
