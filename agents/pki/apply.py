@@ -17,7 +17,7 @@ from datetime import datetime
 
 from . import issue
 from .model import FORCE_REPLACE, GENERATION, NEXT_KEY, RENEWED_AT, Desired, Secret
-from .plan import CAAction, IssueLeaf, Plan
+from .plan import CAAction, IssueLeaf, Plan, same_certs
 
 
 def _ts(t: datetime) -> str:
@@ -76,7 +76,7 @@ def execute(plan: Plan, desired: Desired, secrets: Mapping[str, Secret], now: da
             _issue(w, a, signers["cluster"], desired, now)
             renewed.add(desired.agents_cn if a.prefix == "user" else a.prefix)
     agents = w.d(desired.agents_secret)
-    if agents and agents.get("ca.crt") != issue.cert_pem(*bundle):
+    if agents and not same_certs(agents.get("ca.crt", b""), bundle):
         agents["ca.crt"] = issue.cert_pem(*bundle)
     _mark(w, desired, renewed, trust_changed, now)
     return w.result()

@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
         arg(
             f"--{name}",
             type=int,
-            default=int(os.environ.get(env, dflt)),
+            default=os.environ.get(env, str(dflt)),  # argparse converts it, or says why not
             help=f"{what} [{env}] (default {dflt})",
         )
     arg(
@@ -116,6 +116,8 @@ def _steps(args) -> dict[str, str]:
     steps: dict[str, str] = {}
     for step in STEPS:
         for kind in getattr(args, "drop_old_ca" if step == "drop" else f"{step}_ca"):
+            if kind not in KINDS:  # argparse checks choices on the command line, not env values
+                raise PlanError(f"--{step}: {kind!r} is not one of {', '.join(KINDS)}")
             if steps.get(kind, step) != step:
                 raise PlanError(f"one CA step per run: {kind} has --{steps[kind]} and --{step}")
             steps[kind] = step
@@ -159,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             kafka_extra_sans=tuple(args.extra_san),
             release=args.cluster or "",
         )
+        if min(desired.zookeeper_replicas, desired.kafka_replicas) < 0:
+            raise PlanError("replicas cannot be negative")
+        if min(desired.validity_days, desired.ca_validity_days, desired.renewal_days) < 1:
+            raise PlanError("validity and renewal days must be at least 1")
         if desired.renewal_days >= desired.validity_days:
             raise PlanError("--cert-renewal-days must be shorter than --cert-validity-days")
         store = DirSecretStore(args.out_dir) if args.out_dir else KubeSecretStore(desired.namespace)

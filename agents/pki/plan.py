@@ -88,8 +88,12 @@ class Bad(Exception):
 
 
 def plan(
-    desired: Desired, secrets: Mapping[str, Secret], now: datetime, steps: Mapping[str, str] = {}
+    desired: Desired,
+    secrets: Mapping[str, Secret],
+    now: datetime,
+    steps: Mapping[str, str] | None = None,
 ) -> Plan:
+    steps = steps or {}
     acts: list[Action] = []
     warns: list[str] = []
     errs: list[str] = []
@@ -123,10 +127,18 @@ def plan(
             acts.append(IssueLeaf(secret, prefix, cn, dns, ips, reason))
     cluster_changed = any(isinstance(a, CAAction) and a.kind == "cluster" for a in acts)
     agents = secrets.get(desired.agents_secret)
-    bundle = issue.cert_pem(*cas["cluster"].bundle)
-    if agents and agents.data.get("ca.crt") != bundle and not cluster_changed:
+    copy = agents.data.get("ca.crt", b"") if agents else b""
+    if agents and not same_certs(copy, cas["cluster"].bundle) and not cluster_changed:
         acts.append(SyncTrust(desired.agents_secret, "ca.crt differs from the cluster CA"))
     return Plan(tuple(acts), tuple(warns), tuple(errs))
+
+
+def same_certs(pem: bytes, certs: list) -> bool:
+    """Whether a PEM bundle holds exactly these certificates (formatting aside)."""
+    try:
+        return issue.load_certs(pem) == list(certs)
+    except ValueError:
+        return False
 
 
 def _plan_ca(d: Desired, kind: str, secrets, now, step):

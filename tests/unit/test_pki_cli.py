@@ -108,6 +108,12 @@ def test_bad_arguments_fail_with_a_reason(tmp_path, capsys, args, reason):
     assert reason in capsys.readouterr().err.splitlines()[-1]
 
 
+def test_a_step_from_the_environment_is_checked(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KAIRN_REPLACE_CA", "clusterr")
+    assert certs(tmp_path) == 1
+    assert "'clusterr' is not one of cluster, clients" in capsys.readouterr().err
+
+
 def test_fullname_is_required(capsys, monkeypatch):
     monkeypatch.delenv("KAIRN_FULLNAME", raising=False)
     assert cli.main(["--out-dir", "/nonexistent"]) == 1

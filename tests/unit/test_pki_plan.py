@@ -295,3 +295,13 @@ def test_any_history_converges(installed, zk, kafka, days):
             cert = leaf(store, comp.secret, pod)
             assert issue.signed_by(cert, ca) and issue.sans(cert) == (set(dns), set(ips))
             assert cert.not_valid_after_utc - now > d.renewal
+
+
+def test_a_stale_trust_copy_for_the_agents_is_resynced(store):
+    other = issue.cert_pem(issue.new_ca("stale", NOW, 10).cert)
+    break_secret(store, "kairn-agents-cert", "ca.crt", other)
+    p, written = run(store, D, NOW)
+    assert [type(a).__name__ for a in p.actions] == ["SyncTrust"]
+    assert set(written) == {"kairn-agents-cert"}
+    assert store.get("kairn-agents-cert").data["ca.crt"] == issue.cert_pem(*ca_certs(store))
+    assert run(store, D, NOW)[1] == {}
