@@ -155,6 +155,16 @@ def load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def signing_ca(ca_crt: bytes, ca_key: bytes) -> KeyPair:
+    """The CA that signs, from a Secret's `ca.crt` bundle (which may also hold a CA that is only
+    trusted) and `ca.key`: e.g. for the user agent to issue TLS users with the clients CA."""
+    key = load_key(ca_key)
+    for cert in load_certs(ca_crt):
+        if key_matches(cert, key):
+            return KeyPair(cert, key)
+    raise ValueError("ca.key matches no certificate of ca.crt")
+
+
 def key_matches(cert: x509.Certificate, key) -> bool:
     return cert.public_key() == key.public_key()
 

@@ -180,3 +180,11 @@ def _hypo_ca():
     if not _CA:  # one CA for all examples: key generation is not what is tested here
         _CA.append(issue.new_ca("hypo", NOW, 30))
     return _CA[0]
+
+
+def test_signing_ca_is_found_in_a_bundle_by_its_key(ca):
+    other = issue.new_ca("other", NOW, 30)
+    bundle = issue.cert_pem(other.cert, ca.cert)
+    assert issue.signing_ca(bundle, issue.key_pem(ca.key)).cert == ca.cert
+    with pytest.raises(ValueError, match="matches no certificate"):
+        issue.signing_ca(issue.cert_pem(other.cert), issue.key_pem(ca.key))
