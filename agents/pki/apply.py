@@ -83,9 +83,9 @@ def execute(plan: Plan, desired: Desired, secrets: Mapping[str, Secret], now: da
 
 
 def _signing(w: _Work, d: Desired, kind: str) -> issue.KeyPair:
-    key = issue.load_key(w.d(d.ca_key_secret(kind))["ca.key"])
-    certs = issue.load_certs(w.d(d.ca_cert_secret(kind))["ca.crt"])
-    return issue.KeyPair(next(c for c in certs if issue.key_matches(c, key)), key)
+    return issue.signing_ca(
+        w.d(d.ca_cert_secret(kind))["ca.crt"], w.d(d.ca_key_secret(kind))["ca.key"]
+    )
 
 
 def _do_ca(w: _Work, d: Desired, kind: str, acts: list[CAAction], now) -> issue.KeyPair:
