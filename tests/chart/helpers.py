@@ -32,8 +32,18 @@ def run(argv: list[str]) -> subprocess.CompletedProcess:
 @functools.cache
 def render_text(helm: str, case: str, *extra: str) -> str:
     """`helm template` output (hooks and test pods included)."""
-    proc = run([HELMS[helm], "template", RELEASE, CHART, "--namespace", NAMESPACE,
-                *values_args(case), *extra])
+    proc = run(
+        [
+            HELMS[helm],
+            "template",
+            RELEASE,
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            *values_args(case),
+            *extra,
+        ]
+    )
     assert proc.returncode == 0, f"{helm} template {case} failed:\n{proc.stderr}"
     return proc.stdout
 

@@ -13,7 +13,8 @@ from tests.chart.helpers import MATRIX, ROOT, containers, pod_specs, render
 
 FIXED_COMMANDS = {"kairn-topic-agent", "kairn-user-agent", "kairn-roller", "kairn-certs"}
 KAFKA_SCRIPTS = {
-    "/opt/kafka/bin/kafka-server-start.sh", "/opt/kafka/bin/zookeeper-server-start.sh",
+    "/opt/kafka/bin/kafka-server-start.sh",
+    "/opt/kafka/bin/zookeeper-server-start.sh",
     "/bin/bash",
 }
 

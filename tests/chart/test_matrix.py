@@ -96,7 +96,9 @@ def test_optional_parts_follow_their_flags():
     assert "NetworkPolicy" not in kinds("no-netpol")
     assert {"ServiceMonitor", "PrometheusRule"} <= kinds("metrics")
     assert not {"ServiceMonitor", "PrometheusRule"} & kinds("default")
-    external = [d for d in render("helm3", "external") if d["metadata"]["name"].endswith("-external")]
+    external = [
+        d for d in render("helm3", "external") if d["metadata"]["name"].endswith("-external")
+    ]
     assert [d["spec"]["ports"][0]["nodePort"] for d in external] == [32090, 32091, 32092]
     images = {
         c["image"]

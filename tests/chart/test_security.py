@@ -9,15 +9,29 @@ import pytest
 from tests.chart.helpers import MATRIX, containers, pod_specs, render
 
 ALLOWED_VOLUMES = {
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-    "projected", "secret",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
 }
 SAFE_SYSCTLS = {
-    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range",
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
 }
 # Pods that talk to the Kubernetes API need their token; nothing else may mount one.
-API_CLIENTS = {"Deployment/kairn-agents", "Job/kairn-certs", "Job/kairn-preflight", "Job/kairn-roller"}
+API_CLIENTS = {
+    "Deployment/kairn-agents",
+    "Job/kairn-certs",
+    "Job/kairn-preflight",
+    "Job/kairn-roller",
+}
 
 
 def restricted_violations(spec: dict) -> list[str]:
@@ -102,7 +116,16 @@ def test_the_checks_reject_an_unsafe_pod():
         "containers": [{"name": "c", "securityContext": {"privileged": True, "runAsUser": 0}}],
     }
     found = " ".join(restricted_violations(spec) + kairn_violations("Pod/x", spec))
-    for expected in ("hostNetwork", "hostPath", "privileged", "allowPrivilegeEscalation",
-                     "drop ALL", "runAsNonRoot", "UID 0", "seccompProfile", "writable",
-                     "service account token"):
+    for expected in (
+        "hostNetwork",
+        "hostPath",
+        "privileged",
+        "allowPrivilegeEscalation",
+        "drop ALL",
+        "runAsNonRoot",
+        "UID 0",
+        "seccompProfile",
+        "writable",
+        "service account token",
+    ):
         assert expected in found, expected
