@@ -1,0 +1,73 @@
+"""Helpers of the e2e tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from kubernetes import client
+
+from devtools.kube import DEFAULT_BIN, ControlPlane
+
+
+def wait_for(what: str, check, timeout: float = 60.0, interval: float = 0.2):
+    """Polls `check` until it returns something truthy; fails at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = check()
+        except client.ApiException as e:
+            last = e
+        else:
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+def gone(read) -> bool:
+    """True once `read()` answers 404."""
+    try:
+        read()
+    except client.ApiException as e:
+        if e.status == 404:
+            return True
+        raise
+    return False
+
+
+def token_kubeconfig(kube: ControlPlane, path: Path, token: str) -> Path:
+    """A kubeconfig that authenticates with a bearer token only."""
+    cfg = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": kube.server, "certificate-authority": str(kube.pki_dir / "ca.crt")}}],
+        "users": [{"name": "token", "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "token"}}],
+        "current-context": "local",
+    }
+    path.write_text(json.dumps(cfg))
+    path.chmod(0o600)
+    return path
+
+
+def token_client(kube: ControlPlane, token: str) -> client.ApiClient:
+    conf = client.Configuration()
+    conf.host = kube.server
+    conf.ssl_ca_cert = str(kube.pki_dir / "ca.crt")
+    conf.api_key = {"authorization": token}
+    conf.api_key_prefix = {"authorization": "Bearer"}
+    return client.ApiClient(conf)
+
+
+def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(DEFAULT_BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True, text=True, check=check, timeout=120,
+        env={**os.environ, "HOME": str(kubeconfig.parent)},
+    )
