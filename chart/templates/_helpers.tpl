@@ -47,6 +47,20 @@ app.kubernetes.io/part-of: kairn
 {{- end -}}
 
 {{/*
+Labels of pod templates: the full set without helm.sh/chart, so that a chart release that changes
+nothing in a pod does not make the roller restart it.
+*/}}
+{{- define "kairn.podLabels" -}}
+{{ include "kairn.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: kairn
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
 metadata.annotations of a top-level object (commonAnnotations plus extra), emitted with its own
 leading newline and two-space indent, nothing when empty; (dict "ctx" $ "extra" dict)
 */}}

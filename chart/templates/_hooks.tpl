@@ -68,7 +68,7 @@ spec:
   template:
     metadata:
       labels:
-        {{- include "kairn.labels" (dict "ctx" $ctx "component" .component) | nindent 8 }}
+        {{- include "kairn.podLabels" (dict "ctx" $ctx "component" .component) | nindent 8 }}
     spec:
       restartPolicy: Never
       serviceAccountName: {{ .name }}
