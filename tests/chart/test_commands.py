@@ -32,10 +32,8 @@ def dockerfile_binaries() -> set[str]:
     found = set()
     if re.search(r"apt-get install[^\n]*(\\\n[^\n]*)*\bstunnel4=", final):
         found |= {"stunnel", "stunnel4"}
-    if re.match(r"\$\{PYTHON_IMAGE\}|python:3\.11", final):
-        base = re.search(r"ARG PYTHON_IMAGE=(\S+)", text)
-        if base and base.group(1).startswith("python:3.11"):
-            found.add("python3")
+    if re.match(r"python:3\.11\.\d+-slim", final):
+        found.add("python3")
     return found
 
 
