@@ -24,6 +24,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -43,21 +44,16 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 # Start order; stop runs in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+              "provisioner")
+BINARIES = COMPONENTS[:-1]
 
-# The controllers a cluster's workloads rely on. The node lifecycle controller is left out on
-# purpose: on a loaded machine a late kwok heartbeat would get the fake nodes tainted and their
-# pods evicted, which is noise, not a finding.
-CONTROLLERS = (
-    "serviceaccount-token", "serviceaccount", "root-ca-certificate-publisher", "namespace",
-    "garbage-collector", "statefulset", "job", "cronjob", "deployment", "replicaset",
-    "daemonset", "endpoints", "endpointslice", "endpointslice-mirroring",
-    "replicationcontroller", "disruption", "ttl-after-finished", "pod-garbage-collector",
-    "resourcequota", "clusterrole-aggregation", "persistentvolume-binder",
-    "persistentvolumeclaim-protection", "persistentvolume-protection",
-    "persistentvolume-expander", "horizontal-pod-autoscaler", "csrsigning", "csrapproving",
-    "csrcleaner",
-)
+# Every controller a cluster runs by default (cloud controllers stay off without a cloud).
+# The node lifecycle controller, which lifts the not-ready taint from new nodes, gets a long
+# grace period: on a loaded machine a late kwok heartbeat must not get the fake nodes
+# tainted and their pods evicted.
+CONTROLLERS = ("*",)
+NODE_MONITOR_GRACE = "10m"
 
 PR_SET_PDEATHSIG = 1
 
@@ -149,7 +145,7 @@ class ControlPlane:
     def start(self, timeout: float = 180.0) -> ControlPlane:
         if self.running():
             raise ControlPlaneError(f"a control plane is already running in {self.run_dir}")
-        for name in COMPONENTS:
+        for name in BINARIES:
             if not (self.bin_dir / name).exists():
                 raise ControlPlaneError(
                     f"{self.bin_dir / name} is missing: run scripts/setup-kube.sh")
@@ -180,12 +176,14 @@ class ControlPlane:
             self._spawn("kube-apiserver", self._apiserver_args())
             self._wait(deadline, "kube-apiserver /readyz", self._apiserver_ready)
             self.timings["api_ready"] = time.monotonic() - t0
-            for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            for name in COMPONENTS[2:]:
                 self._spawn(name, self._args(name))
             self._create_nodes()
             self._wait(deadline, "ServiceAccount default/default and kube-root-ca.crt",
                        self._controllers_working)
             self._wait(deadline, "fake nodes Ready", self._nodes_ready)
+            self._wait(deadline, "default StorageClass", lambda: self._get(
+                "/apis/storage.k8s.io/v1/storageclasses/standard") is not None)
             self.timings["usable"] = time.monotonic() - t0
         except BaseException:
             self.stop()
@@ -204,7 +202,8 @@ class ControlPlane:
             (self.pid_dir / f"{name}.pid").unlink(missing_ok=True)
 
     def running(self) -> list[str]:
-        return [n for n in COMPONENTS if (p := self._pid(n)) is not None and _owned(p, self.run_dir)]
+        return [n for n in COMPONENTS
+                if (p := self._pid(n)) is not None and _owned(p, self.run_dir)]
 
     def load(self) -> ControlPlane:
         """Reads the state of a control plane started earlier in the same run folder."""
@@ -212,7 +211,7 @@ class ControlPlane:
         return self
 
     def api_client(self):
-        from kubernetes import client, config
+        from kubernetes import config
         return config.new_client_from_config(str(self.kubeconfig))
 
     def compact_etcd(self) -> int:
@@ -265,10 +264,8 @@ class ControlPlane:
 
     def _write_kubeconfigs(self) -> None:
         ca = self.pki_dir / "ca.crt"
-        for name, path in (("admin", self.kubeconfig),
-                           ("kube-controller-manager", self.run_dir / "kube-controller-manager.kubeconfig"),
-                           ("kube-scheduler", self.run_dir / "kube-scheduler.kubeconfig"),
-                           ("kwok", self.run_dir / "kwok.kubeconfig")):
+        for name in ("admin", "kube-controller-manager", "kube-scheduler", "kwok"):
+            path = self.kubeconfig if name == "admin" else self.run_dir / f"{name}.kubeconfig"
             _kubeconfig(path, self.server, ca, self.pki_dir / f"{name}.crt",
                         self.pki_dir / f"{name}.key", name)
 
@@ -276,7 +273,7 @@ class ControlPlane:
     def _args(self, name: str) -> list[str]:
         return {"etcd": self._etcd_args, "kube-apiserver": self._apiserver_args,
                 "kube-controller-manager": self._kcm_args, "kube-scheduler": self._scheduler_args,
-                "kwok": self._kwok_args}[name]()
+                "kwok": self._kwok_args, "provisioner": self._provisioner_args}[name]()
 
     def _etcd_args(self) -> list[str]:
         client, peer = self.state["etcd"], self.state["etcd_peer"]
@@ -297,7 +294,8 @@ class ControlPlane:
             f"--etcd-servers={self.state['etcd']}",
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
             f"--cert-dir={p / 'generated'}",
-            f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
             "--authorization-mode=Node,RBAC",
             "--anonymous-auth=true",
@@ -334,6 +332,7 @@ class ControlPlane:
             f"--cluster-signing-key-file={p / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--cluster-name={CLUSTER_NAME}",
+            f"--node-monitor-grace-period={NODE_MONITOR_GRACE}",
             "--v=1",
         ]
 
@@ -357,14 +356,18 @@ class ControlPlane:
             "--node-ip=127.0.0.1",
         ]
 
+    def _provisioner_args(self) -> list[str]:
+        return ["-m", "devtools.kube.provisioner", f"--kubeconfig={self.kubeconfig}",
+                f"--run-dir={self.run_dir}"]
+
     # ----------------------------------------------------------------- processes
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
         try:
             proc = subprocess.Popen(
-                [str(self.bin_dir / name), *args],
+                [sys.executable if name == "provisioner" else str(self.bin_dir / name), *args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.run_dir, start_new_session=True, close_fds=True,
+                cwd=ROOT, start_new_session=True, close_fds=True,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         finally:
@@ -460,6 +463,10 @@ class ControlPlane:
                 return False
             conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
             if conds.get("Ready") != "True":
+                return False
+            # The node lifecycle controller lifts the not-ready taint once the node is Ready;
+            # until then nothing schedules there.
+            if node.get("spec", {}).get("taints"):
                 return False
         return True
 

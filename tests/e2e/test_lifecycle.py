@@ -37,11 +37,11 @@ def test_cli_up_then_down_leaves_nothing(tmp_path):
     try:
         assert up.returncode == 0, up.stderr
         assert "export KUBECONFIG=" in up.stdout
-        assert len(_ours(run_dir)) == 5
+        assert len(_ours(run_dir)) == 6
         status = subprocess.run([sys.executable, "-m", "devtools.kube", "status", str(run_dir)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert status.stdout.split() == ["etcd", "kube-apiserver", "kube-controller-manager",
-                                         "kube-scheduler", "kwok"]
+                                         "kube-scheduler", "kwok", "provisioner"]
         again = subprocess.run([sys.executable, "-m", "devtools.kube", "up", str(run_dir)],
                                cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert again.returncode == 1 and "already running" in again.stderr
@@ -69,7 +69,7 @@ def test_children_die_with_the_starting_process(tmp_path):
                             env={**os.environ, "RUN_DIR": str(run_dir)})
     try:
         assert proc.stdout.readline().strip() == "ready"
-        assert len(_ours(run_dir)) == 5
+        assert len(_ours(run_dir)) == 6
         proc.send_signal(signal.SIGKILL)   # no cleanup code runs in the parent
         proc.wait(timeout=30)
         wait_for("components gone after their parent was killed",
