@@ -30,7 +30,9 @@ def scram_kwargs(cluster: LocalCluster, user: str, password: str) -> dict:
     }
 
 
-def create_topic(cluster: LocalCluster, name: str, partitions: int = 1, rf: int = 3, **configs) -> None:
+def create_topic(
+    cluster: LocalCluster, name: str, partitions: int = 1, rf: int = 3, **configs
+) -> None:
     admin = cluster.admin_client()
     try:
         admin.create_topics(
@@ -42,24 +44,45 @@ def create_topic(cluster: LocalCluster, name: str, partitions: int = 1, rf: int 
 
 
 def set_scram_password(cluster: LocalCluster, user: str, password: str) -> None:
+    """Upsert a SCRAM-SHA-512 credential and wait until Kafka lists it.
+
+    In ZooKeeper mode only the active controller accepts the request; another broker answers
+    NOT_CONTROLLER without a message, which kafka-python 3.0.12 reports as success. So the
+    write is repeated until the credential is really there.
+    """
     admin = cluster.admin_client()
-    try:
-        errors = admin.alter_user_scram_credentials(
-            [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)]
-        )
+    upsert = [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)]
+
+    def stored() -> bool:
+        errors = admin.alter_user_scram_credentials(upsert)
         if any(errors.values()):
             raise RuntimeError(f"SCRAM credentials for {user}: {errors}")
+        described = admin.describe_user_scram_credentials([user]).get(user, {})
+        return described.get("error") is None and bool(described.get("credential_infos"))
+
+    try:
+        wait_until(stored, 60, f"the SCRAM credential of {user} to be stored")
     finally:
         admin.close()
 
 
-def grant(cluster: LocalCluster, principal: str, resource_type: ResourceType, name: str,
-          operations: list[ACLOperation]) -> None:
+def grant(
+    cluster: LocalCluster,
+    principal: str,
+    resource_type: ResourceType,
+    name: str,
+    operations: list[ACLOperation],
+) -> None:
     admin = cluster.admin_client()
     try:
         acls = [
-            ACL(principal, "*", op, ACLPermissionType.ALLOW,
-                ResourcePattern(resource_type, name, ACLResourcePatternType.LITERAL))
+            ACL(
+                principal,
+                "*",
+                op,
+                ACLPermissionType.ALLOW,
+                ResourcePattern(resource_type, name, ACLResourcePatternType.LITERAL),
+            )
             for op in operations
         ]
         result = admin.create_acls(acls)
@@ -80,7 +103,9 @@ def produce(topic: str, values: list[bytes], timeout: float = 60, **client) -> N
         producer.close(timeout=10)
 
 
-def consume(topic: str, count: int, timeout: float = 60, group: str | None = None, **client) -> list[bytes]:
+def consume(
+    topic: str, count: int, timeout: float = 60, group: str | None = None, **client
+) -> list[bytes]:
     """Read ``count`` values from the start of ``topic``; fail if they do not arrive in time."""
     consumer = KafkaConsumer(
         topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False, **client
@@ -111,6 +136,8 @@ def wait_in_sync(cluster: LocalCluster, topic: str, timeout: float = 120) -> Non
     """Until every partition of ``topic`` has its full replica set in sync."""
 
     def in_sync():
-        return all(set(p["isr_nodes"]) == set(p["replica_nodes"]) for p in partitions(cluster, topic))
+        return all(
+            set(p["isr_nodes"]) == set(p["replica_nodes"]) for p in partitions(cluster, topic)
+        )
 
     wait_until(in_sync, timeout, f"every partition of {topic} fully in sync")

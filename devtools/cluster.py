@@ -222,7 +222,9 @@ class LocalCluster:
     def client_identity(self, cn: str) -> Identity:
         """A TLS user signed by the clients CA (no ACLs until someone grants them)."""
         return Identity(
-            cn, testpki.issue(self.clients_ca, cn, [], [], self.certs / "users", cn), self.cluster_ca_file
+            cn,
+            testpki.issue(self.clients_ca, cn, [], [], self.certs / "users", cn),
+            self.cluster_ca_file,
         )
 
     # ---- ZooKeeper --------------------------------------------------------------------------
@@ -233,7 +235,8 @@ class LocalCluster:
         (folder / "data").mkdir(parents=True, exist_ok=True)
         (folder / "data" / "myid").write_text(f"{myid}\n")
         servers = "\n".join(
-            f"server.{j + 1}={local}:{28880 + j + 1}:{38880 + j + 1}" for j in range(self.zookeepers)
+            f"server.{j + 1}={local}:{28880 + j + 1}:{38880 + j + 1}"
+            for j in range(self.zookeepers)
         )
         (folder / "zoo.cfg").write_text(
             f"""tickTime=2000
@@ -250,21 +253,38 @@ standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
 """
         )
         zk = self._java(
-            "zookeeper", folder, "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-            [str(folder / "zoo.cfg")], self.zookeeper_heap,
+            "zookeeper",
+            folder,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            [str(folder / "zoo.cfg")],
+            self.zookeeper_heap,
         )
         cert = self.pod_certs[name]
         sections = [
-            self._stunnel_server("client", self.addr.pod("zookeeper", i), ZK_CLIENT, local, ZK_LOCAL_CLIENT),
-            self._stunnel_server("quorum", self.addr.pod("zookeeper", i), ZK_QUORUM, local, 28880 + myid),
-            self._stunnel_server("election", self.addr.pod("zookeeper", i), ZK_ELECTION, local, 38880 + myid),
+            self._stunnel_server(
+                "client", self.addr.pod("zookeeper", i), ZK_CLIENT, local, ZK_LOCAL_CLIENT
+            ),
+            self._stunnel_server(
+                "quorum", self.addr.pod("zookeeper", i), ZK_QUORUM, local, 28880 + myid
+            ),
+            self._stunnel_server(
+                "election", self.addr.pod("zookeeper", i), ZK_ELECTION, local, 38880 + myid
+            ),
         ]
         for j in range(self.zookeepers):
             if j == i:
                 continue
             peer, check = self.addr.pod("zookeeper", j), self.pod_fqdn("zookeeper", j)
-            sections.append(self._stunnel_client(f"quorum-{j + 1}", local, 28880 + j + 1, [f"{peer}:{ZK_QUORUM}"], check))
-            sections.append(self._stunnel_client(f"election-{j + 1}", local, 38880 + j + 1, [f"{peer}:{ZK_ELECTION}"], check))
+            sections.append(
+                self._stunnel_client(
+                    f"quorum-{j + 1}", local, 28880 + j + 1, [f"{peer}:{ZK_QUORUM}"], check
+                )
+            )
+            sections.append(
+                self._stunnel_client(
+                    f"election-{j + 1}", local, 38880 + j + 1, [f"{peer}:{ZK_ELECTION}"], check
+                )
+            )
         tls = self._stunnel(folder, cert, self.cluster_ca_file, sections)
         return Pod(name, folder, [zk, tls])
 
@@ -289,7 +309,9 @@ standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
 
     def wait_zookeeper_quorum(self, timeout: float = 120.0) -> None:
         def quorum():
-            modes = [self.zookeeper_mode(i) if p.running() else None for i, p in enumerate(self.zk_pods)]
+            modes = [
+                self.zookeeper_mode(i) if p.running() else None for i, p in enumerate(self.zk_pods)
+            ]
             running = [m for p, m in zip(self.zk_pods, modes, strict=True) if p.running()]
             return all(running) and (modes.count("leader") == 1 or modes == ["standalone"])
 
@@ -313,8 +335,7 @@ standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
             "listener.name.replication.ssl.client.auth": "required",
             "listener.name.tls.ssl.client.auth": "required",
             "listener.name.scram.sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.scram.scram-sha-512.sasl.jaas.config":
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.scram.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             "ssl.keystore.type": "PKCS12",
             "ssl.keystore.location": str(cert.p12),
             "ssl.keystore.password": cert.password,
@@ -345,10 +366,14 @@ standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
         folder = self.run_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         self.write_broker_config(i)
-        kafka = self._java("kafka", folder, "kafka.Kafka", [str(folder / "server.properties")], self.broker_heap)
+        kafka = self._java(
+            "kafka", folder, "kafka.Kafka", [str(folder / "server.properties")], self.broker_heap
+        )
         zks = [f"{self.addr.pod('zookeeper', j)}:{ZK_CLIENT}" for j in range(self.zookeepers)]
         check = f"{self.fullname}-zookeeper-client.{self.namespace}.svc"
-        sidecar = self._stunnel_client("zookeeper", self.addr.local("kafka", i), ZK_CLIENT, zks, check)
+        sidecar = self._stunnel_client(
+            "zookeeper", self.addr.local("kafka", i), ZK_CLIENT, zks, check
+        )
         tls = self._stunnel(folder, self.pod_certs[name], self.cluster_ca_file, [sidecar])
         return Pod(name, folder, [kafka, tls])
 
@@ -363,7 +388,9 @@ standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
     def admin_client(self, **extra):
         from kafka import KafkaAdminClient
 
-        return KafkaAdminClient(bootstrap_servers=self.bootstrap(), **self.admin.ssl_kwargs(), **extra)
+        return KafkaAdminClient(
+            bootstrap_servers=self.bootstrap(), **self.admin.ssl_kwargs(), **extra
+        )
 
     def registered_brokers(self) -> set[int]:
         admin = self.admin_client(request_timeout_ms=5000)
@@ -372,11 +399,17 @@ standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
         finally:
             admin.close()
 
-    def wait_brokers_registered(self, timeout: float = 120.0, expected: set[int] | None = None) -> None:
-        want = expected if expected is not None else {
-            i for i, p in enumerate(self.kafka_pods) if p.running()
-        }
-        wait_until(lambda: self.registered_brokers() >= want, timeout, f"brokers {sorted(want)} registered")
+    def wait_brokers_registered(
+        self, timeout: float = 120.0, expected: set[int] | None = None
+    ) -> None:
+        want = (
+            expected
+            if expected is not None
+            else {i for i, p in enumerate(self.kafka_pods) if p.running()}
+        )
+        wait_until(
+            lambda: self.registered_brokers() >= want, timeout, f"brokers {sorted(want)} registered"
+        )
 
     # ---- process helpers --------------------------------------------------------------------
     def _java(self, role: str, folder: Path, main: str, args: list[str], heap: str) -> Proc:
@@ -384,15 +417,30 @@ standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
         log4j.write_text(_LOG4J)
         argv = [
             shutil.which("java") or "java",
-            f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}",
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{log4j}",
             "-Dzookeeper.jmx.log4j.disable=true",
-            "-cp", f"{KAFKA_LIBS}/*", main, *args,
+            "-cp",
+            f"{KAFKA_LIBS}/*",
+            main,
+            *args,
         ]
-        return Proc(f"{folder.name}/{role}", argv, folder / f"{role}.log", cwd=folder,
-                    tie_to_parent=self.tie_to_parent, pidfile=folder / f"{role}.pid")
+        return Proc(
+            f"{folder.name}/{role}",
+            argv,
+            folder / f"{role}.log",
+            cwd=folder,
+            tie_to_parent=self.tie_to_parent,
+            pidfile=folder / f"{role}.pid",
+        )
 
-    def _stunnel(self, folder: Path, cert: testpki.LeafFiles, ca: Path, sections: list[str]) -> Proc:
+    def _stunnel(
+        self, folder: Path, cert: testpki.LeafFiles, ca: Path, sections: list[str]
+    ) -> Proc:
         conf = folder / "stunnel.conf"
         conf.write_text(
             f"""foreground = yes
@@ -408,16 +456,22 @@ sslVersionMin = TLSv1.2
 """
             + "".join(sections)
         )
-        return Proc(f"{folder.name}/tls-sidecar", [shutil.which("stunnel") or "stunnel", str(conf)],
-                    folder / "tls-sidecar.log", tie_to_parent=self.tie_to_parent,
-                    pidfile=folder / "tls-sidecar.pid")
+        return Proc(
+            f"{folder.name}/tls-sidecar",
+            [shutil.which("stunnel") or "stunnel", str(conf)],
+            folder / "tls-sidecar.log",
+            tie_to_parent=self.tie_to_parent,
+            pidfile=folder / "tls-sidecar.pid",
+        )
 
     @staticmethod
     def _stunnel_server(name: str, host: str, port: int, to_host: str, to_port: int) -> str:
         return f"\n[{name}]\naccept = {host}:{port}\nconnect = {to_host}:{to_port}\n"
 
     @staticmethod
-    def _stunnel_client(name: str, host: str, port: int, targets: list[str], check_host: str) -> str:
+    def _stunnel_client(
+        name: str, host: str, port: int, targets: list[str], check_host: str
+    ) -> str:
         connects = "".join(f"connect = {t}\n" for t in targets)
         return f"\n[{name}]\nclient = yes\naccept = {host}:{port}\n{connects}checkHost = {check_host}\n"
 

@@ -42,7 +42,10 @@ class LeafFiles:
 
 def _name(cn: str) -> x509.Name:
     return x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kairn"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kairn"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
     )
 
 
@@ -60,9 +63,15 @@ def new_ca(cn: str, days: int = 30) -> Ca:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -72,7 +81,9 @@ def new_ca(cn: str, days: int = 30) -> Ca:
     return Ca(cert, key)
 
 
-def issue(ca: Ca, cn: str, dns: list[str], ips: list[str], folder: Path, stem: str, days: int = 30) -> LeafFiles:
+def issue(
+    ca: Ca, cn: str, dns: list[str], ips: list[str], folder: Path, stem: str, days: int = 30
+) -> LeafFiles:
     """Issue a TLS server+client certificate and write ``stem``.{crt,key,p12} into ``folder``."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
@@ -87,7 +98,9 @@ def issue(ca: Ca, cn: str, dns: list[str], ips: list[str], folder: Path, stem: s
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .add_extension(
@@ -99,12 +112,18 @@ def issue(ca: Ca, cn: str, dns: list[str], ips: list[str], folder: Path, stem: s
     cert = builder.sign(ca.key, hashes.SHA256())
 
     folder.mkdir(parents=True, exist_ok=True)
-    files = LeafFiles(folder / f"{stem}.crt", folder / f"{stem}.key", folder / f"{stem}.p12",
-                      secrets.token_hex(16))
+    files = LeafFiles(
+        folder / f"{stem}.crt",
+        folder / f"{stem}.key",
+        folder / f"{stem}.p12",
+        secrets.token_hex(16),
+    )
     files.crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     files.key.write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
     )
     files.key.chmod(0o600)

@@ -44,8 +44,14 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 # Start order; stop runs in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-              "provisioner")
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "provisioner",
+)
 BINARIES = COMPONENTS[:-1]
 
 # Every controller a cluster runs by default (cloud controllers stay off without a cloud).
@@ -92,12 +98,18 @@ def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: 
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CLUSTER_NAME, "cluster": {
-            "server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": user, "user": {
-            "client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": CLUSTER_NAME, "context": {
-            "cluster": CLUSTER_NAME, "user": user, "namespace": "default"}}],
+        "clusters": [
+            {"name": CLUSTER_NAME, "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
+        ],
+        "contexts": [
+            {
+                "name": CLUSTER_NAME,
+                "context": {"cluster": CLUSTER_NAME, "user": user, "namespace": "default"},
+            }
+        ],
         "current-context": CLUSTER_NAME,
     }
     # JSON is YAML: every consumer (client-go, kubectl, helm, the Python client) reads it.
@@ -112,9 +124,15 @@ class ControlPlane:
     (for tests). Leave it off for a control plane that outlives the command starting it.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, *, bin_dir: str | os.PathLike | None = None,
-                 nodes: int = 3, die_with_parent: bool = False,
-                 stages: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        bin_dir: str | os.PathLike | None = None,
+        nodes: int = 3,
+        die_with_parent: bool = False,
+        stages: str | os.PathLike | None = None,
+    ):
         self.run_dir = Path(run_dir).resolve()
         self.bin_dir = Path(bin_dir or os.environ.get("KAIRN_KUBE_BIN") or DEFAULT_BIN)
         self.nodes = nodes
@@ -148,7 +166,8 @@ class ControlPlane:
         for name in BINARIES:
             if not (self.bin_dir / name).exists():
                 raise ControlPlaneError(
-                    f"{self.bin_dir / name} is missing: run scripts/setup-kube.sh")
+                    f"{self.bin_dir / name} is missing: run scripts/setup-kube.sh"
+                )
         if not self.stages.exists():
             raise ControlPlaneError(f"{self.stages} is missing: run scripts/setup-kube.sh")
         t0 = time.monotonic()
@@ -179,11 +198,17 @@ class ControlPlane:
             for name in COMPONENTS[2:]:
                 self._spawn(name, self._args(name))
             self._create_nodes()
-            self._wait(deadline, "ServiceAccount default/default and kube-root-ca.crt",
-                       self._controllers_working)
+            self._wait(
+                deadline,
+                "ServiceAccount default/default and kube-root-ca.crt",
+                self._controllers_working,
+            )
             self._wait(deadline, "fake nodes Ready", self._nodes_ready)
-            self._wait(deadline, "default StorageClass", lambda: self._get(
-                "/apis/storage.k8s.io/v1/storageclasses/standard") is not None)
+            self._wait(
+                deadline,
+                "default StorageClass",
+                lambda: self._get("/apis/storage.k8s.io/v1/storageclasses/standard") is not None,
+            )
             self.timings["usable"] = time.monotonic() - t0
         except BaseException:
             self.stop()
@@ -202,8 +227,9 @@ class ControlPlane:
             (self.pid_dir / f"{name}.pid").unlink(missing_ok=True)
 
     def running(self) -> list[str]:
-        return [n for n in COMPONENTS
-                if (p := self._pid(n)) is not None and _owned(p, self.run_dir)]
+        return [
+            n for n in COMPONENTS if (p := self._pid(n)) is not None and _owned(p, self.run_dir)
+        ]
 
     def load(self) -> ControlPlane:
         """Reads the state of a control plane started earlier in the same run folder."""
@@ -212,6 +238,7 @@ class ControlPlane:
 
     def api_client(self):
         from kubernetes import config
+
         return config.new_client_from_config(str(self.kubeconfig))
 
     def compact_etcd(self) -> int:
@@ -249,8 +276,13 @@ class ControlPlane:
         pki.ensure_ca()
         pki.server(
             "apiserver",
-            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                 "kubernetes.default.svc.cluster.local"),
+            dns=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
             ips=("127.0.0.1", SERVICE_IP),
         )
         pki.client("admin", "kairn-admin", ("system:masters",))
@@ -266,22 +298,37 @@ class ControlPlane:
         ca = self.pki_dir / "ca.crt"
         for name in ("admin", "kube-controller-manager", "kube-scheduler", "kwok"):
             path = self.kubeconfig if name == "admin" else self.run_dir / f"{name}.kubeconfig"
-            _kubeconfig(path, self.server, ca, self.pki_dir / f"{name}.crt",
-                        self.pki_dir / f"{name}.key", name)
+            _kubeconfig(
+                path,
+                self.server,
+                ca,
+                self.pki_dir / f"{name}.crt",
+                self.pki_dir / f"{name}.key",
+                name,
+            )
 
     # ----------------------------------------------------------------- arguments
     def _args(self, name: str) -> list[str]:
-        return {"etcd": self._etcd_args, "kube-apiserver": self._apiserver_args,
-                "kube-controller-manager": self._kcm_args, "kube-scheduler": self._scheduler_args,
-                "kwok": self._kwok_args, "provisioner": self._provisioner_args}[name]()
+        return {
+            "etcd": self._etcd_args,
+            "kube-apiserver": self._apiserver_args,
+            "kube-controller-manager": self._kcm_args,
+            "kube-scheduler": self._scheduler_args,
+            "kwok": self._kwok_args,
+            "provisioner": self._provisioner_args,
+        }[name]()
 
     def _etcd_args(self) -> list[str]:
         client, peer = self.state["etcd"], self.state["etcd_peer"]
         return [
-            "--name=kairn", f"--data-dir={self.run_dir / 'etcd'}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=kairn={peer}", "--initial-cluster-state=new",
+            "--name=kairn",
+            f"--data-dir={self.run_dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=kairn={peer}",
+            "--initial-cluster-state=new",
             "--log-level=warn",
             # Test data: skipping fsync keeps etcd fast on a busy shared disk.
             "--unsafe-no-fsync=true",
@@ -292,7 +339,9 @@ class ControlPlane:
         port = self.server.rsplit(":", 1)[1]
         return [
             f"--etcd-servers={self.state['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
             f"--cert-dir={p / 'generated'}",
             f"--tls-cert-file={p / 'apiserver.crt'}",
             f"--tls-private-key-file={p / 'apiserver.key'}",
@@ -322,8 +371,10 @@ class ControlPlane:
         kc = self.run_dir / "kube-controller-manager.kubeconfig"
         return [
             f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--secure-port=0", "--leader-elect=false",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--secure-port=0",
+            "--leader-elect=false",
             f"--controllers={','.join(CONTROLLERS)}",
             "--use-service-account-credentials=true",
             f"--root-ca-file={p / 'ca.crt'}",
@@ -340,8 +391,11 @@ class ControlPlane:
         kc = self.run_dir / "kube-scheduler.kubeconfig"
         return [
             f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--secure-port=0", "--leader-elect=false", "--v=1",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--secure-port=0",
+            "--leader-elect=false",
+            "--v=1",
         ]
 
     def _kwok_args(self) -> list[str]:
@@ -357,8 +411,12 @@ class ControlPlane:
         ]
 
     def _provisioner_args(self) -> list[str]:
-        return ["-m", "devtools.kube.provisioner", f"--kubeconfig={self.kubeconfig}",
-                f"--run-dir={self.run_dir}"]
+        return [
+            "-m",
+            "devtools.kube.provisioner",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--run-dir={self.run_dir}",
+        ]
 
     # ----------------------------------------------------------------- processes
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -366,8 +424,12 @@ class ControlPlane:
         try:
             proc = subprocess.Popen(
                 [sys.executable if name == "provisioner" else str(self.bin_dir / name), *args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=ROOT, start_new_session=True, close_fds=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+                close_fds=True,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         finally:
@@ -384,7 +446,7 @@ class ControlPlane:
     def _terminate(self, pid: int, proc: subprocess.Popen | None, timeout: float) -> None:
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
             try:
-                os.killpg(pid, sig)   # each component leads its own process group
+                os.killpg(pid, sig)  # each component leads its own process group
             except ProcessLookupError:
                 pass
             except PermissionError:
@@ -408,7 +470,8 @@ class ControlPlane:
                 if proc.poll() is not None:
                     raise ControlPlaneError(
                         f"{name} exited with {proc.returncode} while waiting for {what}:\n"
-                        f"{self.log(name)}")
+                        f"{self.log(name)}"
+                    )
             try:
                 if check():
                     return
@@ -420,10 +483,18 @@ class ControlPlane:
 
     # ----------------------------------------------------------------- readiness
     def _etcd_call(self, path: str, body: dict) -> dict:
-        req = urllib.request.Request(self.etcd_url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
+        req = urllib.request.Request(
+            self.etcd_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise ControlPlaneError(
+                f"etcd {path}: {e.code} {e.read().decode(errors='replace')}"
+            ) from e
 
     def _etcd_healthy(self) -> bool:
         with urllib.request.urlopen(self.etcd_url + "/health", timeout=2) as r:
@@ -436,16 +507,18 @@ class ControlPlane:
 
     def _apiserver_ready(self) -> bool:
         try:
-            with urllib.request.urlopen(self.server + "/readyz", timeout=5,
-                                        context=self._ssl_context()) as r:
+            with urllib.request.urlopen(
+                self.server + "/readyz", timeout=5, context=self._ssl_context()
+            ) as r:
                 return r.status == 200
         except urllib.error.HTTPError:
             return False
 
     def _get(self, path: str) -> dict | None:
         try:
-            with urllib.request.urlopen(self.server + path, timeout=5,
-                                        context=self._ssl_context()) as r:
+            with urllib.request.urlopen(
+                self.server + path, timeout=5, context=self._ssl_context()
+            ) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
             if e.code == 404:
@@ -453,8 +526,10 @@ class ControlPlane:
             raise
 
     def _controllers_working(self) -> bool:
-        return (self._get("/api/v1/namespaces/default/serviceaccounts/default") is not None
-                and self._get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt") is not None)
+        return (
+            self._get("/api/v1/namespaces/default/serviceaccounts/default") is not None
+            and self._get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt") is not None
+        )
 
     def _nodes_ready(self) -> bool:
         for name in self.node_names:
@@ -474,27 +549,47 @@ class ControlPlane:
         key, value = KWOK_ANNOTATION
         for name in self.node_names:
             node = {
-                "apiVersion": "v1", "kind": "Node",
+                "apiVersion": "v1",
+                "kind": "Node",
                 "metadata": {
                     "name": name,
                     "annotations": {key: value, "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                               "kubernetes.io/arch": "amd64", "type": "kwok",
-                               "topology.kubernetes.io/zone": f"zone-{name[-1]}"},
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                        "topology.kubernetes.io/zone": f"zone-{name[-1]}",
+                    },
                 },
                 "spec": {},
                 "status": {
-                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110",
-                                    "ephemeral-storage": "1Ti"},
-                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110",
-                                 "ephemeral-storage": "1Ti"},
-                    "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                                 "kubeletVersion": "fake", "kubeProxyVersion": "fake"},
+                    "allocatable": {
+                        "cpu": "32",
+                        "memory": "256Gi",
+                        "pods": "110",
+                        "ephemeral-storage": "1Ti",
+                    },
+                    "capacity": {
+                        "cpu": "32",
+                        "memory": "256Gi",
+                        "pods": "110",
+                        "ephemeral-storage": "1Ti",
+                    },
+                    "nodeInfo": {
+                        "architecture": "amd64",
+                        "operatingSystem": "linux",
+                        "kubeletVersion": "fake",
+                        "kubeProxyVersion": "fake",
+                    },
                 },
             }
             req = urllib.request.Request(
-                self.server + "/api/v1/nodes", data=json.dumps(node).encode(), method="POST",
-                headers={"Content-Type": "application/json"})
+                self.server + "/api/v1/nodes",
+                data=json.dumps(node).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
             try:
                 with urllib.request.urlopen(req, timeout=10, context=self._ssl_context()):
                     pass

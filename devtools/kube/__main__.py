@@ -9,9 +9,11 @@ from . import ControlPlane, ControlPlaneError
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m devtools.kube",
-                                 description="local Kubernetes control plane (etcd, "
-                                 "kube-apiserver, kube-controller-manager, kube-scheduler, kwok)")
+    ap = argparse.ArgumentParser(
+        prog="python -m devtools.kube",
+        description="local Kubernetes control plane (etcd, "
+        "kube-apiserver, kube-controller-manager, kube-scheduler, kwok)",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start it in the background and print how to use it")
     up.add_argument("run_dir")
@@ -31,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cluster-up failed: {e}", file=sys.stderr)
             return 1
         t = cp.timings
-        print(f"API server   {cp.server} (ready after {t['api_ready']:.1f}s, "
-              f"usable with Ready nodes after {t['usable']:.1f}s)")
+        print(
+            f"API server   {cp.server} (ready after {t['api_ready']:.1f}s, "
+            f"usable with Ready nodes after {t['usable']:.1f}s)"
+        )
         print(f"kubeconfig   export KUBECONFIG={cp.kubeconfig}")
         print(f"nodes        {', '.join(cp.node_names)} (kwok)")
         print(f"logs         {cp.log_dir}")

@@ -65,10 +65,15 @@ class ClusterPKI:
                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                 .add_extension(
                     x509.KeyUsage(
-                        digital_signature=True, key_cert_sign=True, crl_sign=True,
-                        content_commitment=False, key_encipherment=False,
-                        data_encipherment=False, key_agreement=False,
-                        encipher_only=False, decipher_only=False,
+                        digital_signature=True,
+                        key_cert_sign=True,
+                        crl_sign=True,
+                        content_commitment=False,
+                        key_encipherment=False,
+                        data_encipherment=False,
+                        key_agreement=False,
+                        encipher_only=False,
+                        decipher_only=False,
                     ),
                     critical=True,
                 )
@@ -83,8 +88,15 @@ class ClusterPKI:
         self._ca_key = serialization.load_pem_private_key(self.ca.key.read_bytes(), None)
         return self.ca
 
-    def _issue(self, name: str, subject: x509.Name, *, server: bool,
-               dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> Pair:
+    def _issue(
+        self,
+        name: str,
+        subject: x509.Name,
+        *,
+        server: bool,
+        dns: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+    ) -> Pair:
         pair = Pair(self.folder / f"{name}.crt", self.folder / f"{name}.key")
         if pair.cert.exists() and pair.key.exists():
             return pair
@@ -104,9 +116,15 @@ class ClusterPKI:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_encipherment=False, key_cert_sign=False,
-                    crl_sign=False, content_commitment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_encipherment=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    content_commitment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )

@@ -26,10 +26,13 @@ log = logging.getLogger("provisioner")
 def ensure_storage_class(storage: client.StorageV1Api) -> None:
     sc = client.V1StorageClass(
         metadata=client.V1ObjectMeta(
-            name=STORAGE_CLASS,
-            annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
-        provisioner=PROVISIONER, reclaim_policy="Delete", volume_binding_mode="Immediate",
-        allow_volume_expansion=True)
+            name=STORAGE_CLASS, annotations={"storageclass.kubernetes.io/is-default-class": "true"}
+        ),
+        provisioner=PROVISIONER,
+        reclaim_policy="Delete",
+        volume_binding_mode="Immediate",
+        allow_volume_expansion=True,
+    )
     try:
         storage.create_storage_class(sc)
     except client.ApiException as e:
@@ -39,18 +42,24 @@ def ensure_storage_class(storage: client.StorageV1Api) -> None:
 
 def _wants_volume(pvc: client.V1PersistentVolumeClaim) -> bool:
     ann = pvc.metadata.annotations or {}
-    return (pvc.metadata.deletion_timestamp is None
-            and pvc.status.phase == "Pending"
-            and not pvc.spec.volume_name
-            and ann.get("volume.kubernetes.io/storage-provisioner",
-                        ann.get("volume.beta.kubernetes.io/storage-provisioner")) == PROVISIONER)
+    return (
+        pvc.metadata.deletion_timestamp is None
+        and pvc.status.phase == "Pending"
+        and not pvc.spec.volume_name
+        and ann.get(
+            "volume.kubernetes.io/storage-provisioner",
+            ann.get("volume.beta.kubernetes.io/storage-provisioner"),
+        )
+        == PROVISIONER
+    )
 
 
 def provision(core: client.CoreV1Api, pvc: client.V1PersistentVolumeClaim) -> None:
     name = f"pvc-{pvc.metadata.uid}"
     pv = client.V1PersistentVolume(
         metadata=client.V1ObjectMeta(
-            name=name, annotations={"pv.kubernetes.io/provisioned-by": PROVISIONER}),
+            name=name, annotations={"pv.kubernetes.io/provisioned-by": PROVISIONER}
+        ),
         spec=client.V1PersistentVolumeSpec(
             capacity={"storage": pvc.spec.resources.requests["storage"]},
             access_modes=pvc.spec.access_modes,
@@ -59,9 +68,14 @@ def provision(core: client.CoreV1Api, pvc: client.V1PersistentVolumeClaim) -> No
             volume_mode=pvc.spec.volume_mode,
             host_path=client.V1HostPathVolumeSource(path=f"/kairn-volumes/{name}"),
             claim_ref=client.V1ObjectReference(
-                api_version="v1", kind="PersistentVolumeClaim",
-                namespace=pvc.metadata.namespace, name=pvc.metadata.name,
-                uid=pvc.metadata.uid)))
+                api_version="v1",
+                kind="PersistentVolumeClaim",
+                namespace=pvc.metadata.namespace,
+                name=pvc.metadata.name,
+                uid=pvc.metadata.uid,
+            ),
+        ),
+    )
     try:
         core.create_persistent_volume(pv)
         log.info("provisioned %s for %s/%s", name, pvc.metadata.namespace, pvc.metadata.name)
@@ -72,8 +86,11 @@ def provision(core: client.CoreV1Api, pvc: client.V1PersistentVolumeClaim) -> No
 
 def delete_released(core: client.CoreV1Api, pv: client.V1PersistentVolume) -> None:
     ann = pv.metadata.annotations or {}
-    if (pv.status.phase == "Released" and ann.get("pv.kubernetes.io/provisioned-by") == PROVISIONER
-            and pv.spec.persistent_volume_reclaim_policy == "Delete"):
+    if (
+        pv.status.phase == "Released"
+        and ann.get("pv.kubernetes.io/provisioned-by") == PROVISIONER
+        and pv.spec.persistent_volume_reclaim_policy == "Delete"
+    ):
         try:
             core.delete_persistent_volume(pv.metadata.name)
             log.info("deleted released %s", pv.metadata.name)
@@ -93,8 +110,11 @@ def run(api: client.ApiClient) -> None:
                 for obj in items.items:
                     handle(core, obj)
                 for ev in watch.Watch().stream(
-                        list_fn, resource_version=items.metadata.resource_version,
-                        timeout_seconds=300, _request_timeout=330):
+                    list_fn,
+                    resource_version=items.metadata.resource_version,
+                    timeout_seconds=300,
+                    _request_timeout=330,
+                ):
                     if ev["type"] in ("ADDED", "MODIFIED"):
                         handle(core, ev["object"])
             except Exception as e:  # 410, or the API server restarting: list again
@@ -106,10 +126,14 @@ def run(api: client.ApiClient) -> None:
             provision(core, pvc)
 
     threads = [
-        threading.Thread(target=loop, args=(core.list_persistent_volume_claim_for_all_namespaces,
-                                            on_pvc), daemon=True),
-        threading.Thread(target=loop, args=(core.list_persistent_volume, delete_released),
-                         daemon=True),
+        threading.Thread(
+            target=loop,
+            args=(core.list_persistent_volume_claim_for_all_namespaces, on_pvc),
+            daemon=True,
+        ),
+        threading.Thread(
+            target=loop, args=(core.list_persistent_volume, delete_released), daemon=True
+        ),
     ]
     for t in threads:
         t.start()

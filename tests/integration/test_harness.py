@@ -26,14 +26,22 @@ def test_produce_and_consume_over_scram(kafka_cluster):
     user, password = "harness-scram", secrets.token_urlsafe(24)
     clients.set_scram_password(kafka_cluster, user, password)
     clients.create_topic(kafka_cluster, "harness.scram")
-    clients.grant(kafka_cluster, f"User:{user}", ResourceType.TOPIC, "harness.scram",
-                  [ACLOperation.WRITE, ACLOperation.READ, ACLOperation.DESCRIBE])
-    clients.grant(kafka_cluster, f"User:{user}", ResourceType.GROUP, "harness-scram-group",
-                  [ACLOperation.READ])
+    clients.grant(
+        kafka_cluster,
+        f"User:{user}",
+        ResourceType.TOPIC,
+        "harness.scram",
+        [ACLOperation.WRITE, ACLOperation.READ, ACLOperation.DESCRIBE],
+    )
+    clients.grant(
+        kafka_cluster,
+        f"User:{user}",
+        ResourceType.GROUP,
+        "harness-scram-group",
+        [ACLOperation.READ],
+    )
     scram = clients.scram_kwargs(kafka_cluster, user, password)
-    # SCRAM credentials reach every broker through ZooKeeper; the first login may race them
-    wait_until(lambda: clients.produce("harness.scram", [b"hello"], timeout=10, **scram) or True,
-               60, "a SCRAM produce to be accepted")
+    clients.produce("harness.scram", [b"hello"], **scram)
     got = clients.consume("harness.scram", 1, group="harness-scram-group", **scram)
     assert got[0] == b"hello"
 
@@ -42,16 +50,25 @@ def test_scram_with_a_wrong_password_is_refused(kafka_cluster):
     user = "harness-wrong-password"
     clients.set_scram_password(kafka_cluster, user, secrets.token_urlsafe(24))
     with pytest.raises(KafkaError):
-        clients.produce("harness.mtls", [b"x"], timeout=10,
-                        **clients.scram_kwargs(kafka_cluster, user, "not-the-password"))
+        clients.produce(
+            "harness.mtls",
+            [b"x"],
+            timeout=10,
+            **clients.scram_kwargs(kafka_cluster, user, "not-the-password"),
+        )
 
 
 def test_principal_without_acls_is_denied(kafka_cluster):
     clients.create_topic(kafka_cluster, "harness.denied")
     stranger = kafka_cluster.client_identity("stranger")  # valid certificate, no ACLs
     with pytest.raises(TopicAuthorizationFailedError):
-        clients.produce("harness.denied", [b"x"], timeout=20,
-                        bootstrap_servers=kafka_cluster.bootstrap(), **stranger.ssl_kwargs())
+        clients.produce(
+            "harness.denied",
+            [b"x"],
+            timeout=20,
+            bootstrap_servers=kafka_cluster.bootstrap(),
+            **stranger.ssl_kwargs(),
+        )
 
 
 def test_killed_broker_keeps_its_data_and_rejoins_the_isr(kafka_cluster):
@@ -66,8 +83,11 @@ def test_killed_broker_keeps_its_data_and_rejoins_the_isr(kafka_cluster):
 
     broker.kill()
     assert not broker.running()
-    wait_until(lambda: all(1 not in p["isr_nodes"] for p in clients.partitions(kafka_cluster, topic)),
-               60, "broker 1 to leave the ISR")
+    wait_until(
+        lambda: all(1 not in p["isr_nodes"] for p in clients.partitions(kafka_cluster, topic)),
+        60,
+        "broker 1 to leave the ISR",
+    )
     clients.produce(topic, [f"during-{i}".encode() for i in range(50)], **tls)
 
     broker.start()
@@ -88,9 +108,13 @@ def test_acknowledged_message_survives_losing_one_broker(kafka_cluster):
     leader.kill()
     try:
         others = ",".join(
-            f"{kafka_cluster.addr.pod('kafka', i)}:9093" for i in range(3) if i != partition["leader_id"]
+            f"{kafka_cluster.addr.pod('kafka', i)}:9093"
+            for i in range(3)
+            if i != partition["leader_id"]
         )
-        got = clients.consume(topic, 1, bootstrap_servers=others, **kafka_cluster.admin.ssl_kwargs())
+        got = clients.consume(
+            topic, 1, bootstrap_servers=others, **kafka_cluster.admin.ssl_kwargs()
+        )
         assert got == [b"precious"]
     finally:
         leader.start()
