@@ -60,8 +60,8 @@ def token_client(kube: ControlPlane, token: str) -> client.ApiClient:
     conf = client.Configuration()
     conf.host = kube.server
     conf.ssl_ca_cert = str(kube.pki_dir / "ca.crt")
-    conf.api_key = {"authorization": token}
-    conf.api_key_prefix = {"authorization": "Bearer"}
+    conf.api_key = {"BearerToken": token}
+    conf.api_key_prefix = {"BearerToken": "Bearer"}
     return client.ApiClient(conf)
 
 

@@ -105,4 +105,7 @@ def test_orphan_policy_keeps_dependents(core, namespace):
         "owner", namespace, body=client.V1DeleteOptions(propagation_policy="Orphan"))
     wait_for("owner reference removed from the orphan", lambda: not (
         core.read_namespaced_config_map("kept", namespace).metadata.owner_references))
-    assert gone(lambda: core.read_namespaced_config_map("owner", namespace))
+    # The owner goes once the garbage collector has lifted its orphan finalizer.
+    wait_for("owner gone", lambda: gone(
+        lambda: core.read_namespaced_config_map("owner", namespace)))
+    assert core.read_namespaced_config_map("kept", namespace).metadata.deletion_timestamp is None
