@@ -21,8 +21,10 @@ def pytest_collection_modifyitems(items):
 def kube(tmp_path_factory) -> ControlPlane:
     cp = ControlPlane(tmp_path_factory.mktemp("kube"), nodes=3, die_with_parent=True)
     cp.start()
-    print(f"control plane usable after {cp.timings['usable']:.1f}s "
-          f"(API server ready after {cp.timings['api_ready']:.1f}s)")
+    print(
+        f"control plane usable after {cp.timings['usable']:.1f}s "
+        f"(API server ready after {cp.timings['api_ready']:.1f}s)"
+    )
     yield cp
     cp.stop()
     assert not cp.running()

@@ -44,9 +44,17 @@ def gone(read) -> bool:
 def token_kubeconfig(kube: ControlPlane, path: Path, token: str) -> Path:
     """A kubeconfig that authenticates with a bearer token only."""
     cfg = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {
-            "server": kube.server, "certificate-authority": str(kube.pki_dir / "ca.crt")}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": kube.server,
+                    "certificate-authority": str(kube.pki_dir / "ca.crt"),
+                },
+            }
+        ],
         "users": [{"name": "token", "user": {"token": token}}],
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": "token"}}],
         "current-context": "local",
@@ -68,6 +76,9 @@ def token_client(kube: ControlPlane, token: str) -> client.ApiClient:
 def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(DEFAULT_BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True, text=True, check=check, timeout=120,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
         env={**os.environ, "HOME": str(kubeconfig.parent)},
     )

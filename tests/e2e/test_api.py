@@ -30,10 +30,16 @@ def test_invalid_object_is_rejected(core, namespace):
 def test_deployment_without_selector_is_rejected(api, namespace):
     apps = client.AppsV1Api(api)
     body = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 1, "template": {
-            "metadata": {"labels": {"app": "web"}},
-            "spec": {"containers": [{"name": "web", "image": "nginx"}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+            },
+        },
     }
     with pytest.raises(client.ApiException) as e:
         apps.create_namespaced_deployment(namespace, body)
@@ -45,28 +51,50 @@ def test_unknown_field_rejected_by_strict_server_side_validation(kube, namespace
     manifest = tmp_path / "cm.yaml"
     manifest.write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n"
-        "data:\n  a: b\nspecc:\n  oops: true\n")
-    r = kubectl(kube.kubeconfig, "apply", "-n", namespace, "--validate=strict",
-                "--dry-run=server", "-f", str(manifest), check=False)
+        "data:\n  a: b\nspecc:\n  oops: true\n"
+    )
+    r = kubectl(
+        kube.kubeconfig,
+        "apply",
+        "-n",
+        namespace,
+        "--validate=strict",
+        "--dry-run=server",
+        "-f",
+        str(manifest),
+        check=False,
+    )
     assert r.returncode != 0
     assert 'unknown field "specc"' in r.stderr
     # The same manifest without the typo passes the same check.
     manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata:\n  a: b\n")
-    kubectl(kube.kubeconfig, "apply", "-n", namespace, "--validate=strict",
-            "--dry-run=server", "-f", str(manifest))
+    kubectl(
+        kube.kubeconfig,
+        "apply",
+        "-n",
+        namespace,
+        "--validate=strict",
+        "--dry-run=server",
+        "-f",
+        str(manifest),
+    )
 
 
 def test_finalizer_blocks_deletion_until_removed(core, namespace):
-    cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(
-        name="guarded", finalizers=["kairn.dev/test-finalizer"]))
+    cm = client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="guarded", finalizers=["kairn.dev/test-finalizer"])
+    )
     core.create_namespaced_config_map(namespace, cm)
     core.delete_namespaced_config_map("guarded", namespace)
     held = core.read_namespaced_config_map("guarded", namespace)
     assert held.metadata.deletion_timestamp is not None
     # Terminating objects can still be updated, but not given new finalizers.
     with pytest.raises(client.ApiException) as e:
-        core.patch_namespaced_config_map("guarded", namespace, {"metadata": {
-            "finalizers": ["kairn.dev/test-finalizer", "kairn.dev/another"]}})
+        core.patch_namespaced_config_map(
+            "guarded",
+            namespace,
+            {"metadata": {"finalizers": ["kairn.dev/test-finalizer", "kairn.dev/another"]}},
+        )
     assert e.value.status == 422
     core.patch_namespaced_config_map("guarded", namespace, {"metadata": {"finalizers": None}})
     assert gone(lambda: core.read_namespaced_config_map("guarded", namespace))
@@ -75,37 +103,65 @@ def test_finalizer_blocks_deletion_until_removed(core, namespace):
 @pytest.mark.parametrize("policy", ["Background", "Foreground"])
 def test_garbage_collector_deletes_owned_objects(core, namespace, policy):
     owner = core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
-    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner",
-                                  uid=owner.metadata.uid, block_owner_deletion=True)
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
+    ref = client.V1OwnerReference(
+        api_version="v1",
+        kind="ConfigMap",
+        name="owner",
+        uid=owner.metadata.uid,
+        block_owner_deletion=True,
+    )
     for i in range(3):
-        core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-            metadata=client.V1ObjectMeta(name=f"owned-{i}", owner_references=[ref])))
+        core.create_namespaced_config_map(
+            namespace,
+            client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name=f"owned-{i}", owner_references=[ref])
+            ),
+        )
     core.delete_namespaced_config_map(
-        "owner", namespace, body=client.V1DeleteOptions(propagation_policy=policy))
+        "owner", namespace, body=client.V1DeleteOptions(propagation_policy=policy)
+    )
     if policy == "Foreground":
         # The owner stays, marked with the foregroundDeletion finalizer, until the
         # garbage collector has deleted its dependents.
-        wait_for("owner gone after its dependents",
-                 lambda: gone(lambda: core.read_namespaced_config_map("owner", namespace)))
-    wait_for("owned ConfigMaps collected", lambda: not [
-        c for c in core.list_namespaced_config_map(namespace).items
-        if c.metadata.name.startswith("owned-")])
+        wait_for(
+            "owner gone after its dependents",
+            lambda: gone(lambda: core.read_namespaced_config_map("owner", namespace)),
+        )
+    wait_for(
+        "owned ConfigMaps collected",
+        lambda: (
+            not [
+                c
+                for c in core.list_namespaced_config_map(namespace).items
+                if c.metadata.name.startswith("owned-")
+            ]
+        ),
+    )
     assert gone(lambda: core.read_namespaced_config_map("owner", namespace))
 
 
 def test_orphan_policy_keeps_dependents(core, namespace):
     owner = core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
-    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner",
-                                  uid=owner.metadata.uid)
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="kept", owner_references=[ref])))
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
+    ref = client.V1OwnerReference(
+        api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="kept", owner_references=[ref])),
+    )
     core.delete_namespaced_config_map(
-        "owner", namespace, body=client.V1DeleteOptions(propagation_policy="Orphan"))
-    wait_for("owner reference removed from the orphan", lambda: not (
-        core.read_namespaced_config_map("kept", namespace).metadata.owner_references))
+        "owner", namespace, body=client.V1DeleteOptions(propagation_policy="Orphan")
+    )
+    wait_for(
+        "owner reference removed from the orphan",
+        lambda: not (core.read_namespaced_config_map("kept", namespace).metadata.owner_references),
+    )
     # The owner goes once the garbage collector has lifted its orphan finalizer.
-    wait_for("owner gone", lambda: gone(
-        lambda: core.read_namespaced_config_map("owner", namespace)))
+    wait_for(
+        "owner gone", lambda: gone(lambda: core.read_namespaced_config_map("owner", namespace))
+    )
     assert core.read_namespaced_config_map("kept", namespace).metadata.deletion_timestamp is None

@@ -26,21 +26,32 @@ INSTANCE = "app.kubernetes.io/instance"
 
 
 def helm(kube, home, *args, check=True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"),
-           "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data"),
-           "KUBECONFIG": str(kube.kubeconfig)}
-    r = subprocess.run([str(DEFAULT_BIN / "helm"), *args], capture_output=True, text=True,
-                       env=env, timeout=900)
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "KUBECONFIG": str(kube.kubeconfig),
+    }
+    r = subprocess.run(
+        [str(DEFAULT_BIN / "helm"), *args], capture_output=True, text=True, env=env, timeout=900
+    )
     if check and r.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed ({r.returncode}):\n"
-                             f"{r.stdout}\n{r.stderr}")
+        raise AssertionError(
+            f"helm {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        )
     return r
 
 
 class Release:
     def __init__(self, kube, home, name, namespace, values):
         self.kube, self.home, self.name, self.namespace, self.values = (
-            kube, home, name, namespace, values)
+            kube,
+            home,
+            name,
+            namespace,
+            values,
+        )
 
     def helm(self, *args, check=True):
         return helm(self.kube, self.home, *args, "-n", self.namespace, check=check)
@@ -56,8 +67,16 @@ def release(request, kube, core, tmp_path_factory):
     ns = f"chart-{flavour}-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     rel = Release(kube, tmp_path_factory.mktemp("helm"), "kairn", ns, VALUES[flavour])
-    rel.install = rel.helm("install", rel.name, str(CHART), *rel.values_args(),
-                           "--wait", "--wait-for-jobs", "--timeout", "8m")
+    rel.install = rel.helm(
+        "install",
+        rel.name,
+        str(CHART),
+        *rel.values_args(),
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout",
+        "8m",
+    )
     yield rel
     if rel.helm("status", rel.name, check=False).returncode == 0:
         rel.helm("uninstall", rel.name, "--wait", "--timeout", "5m", check=False)
@@ -74,11 +93,17 @@ def test_install_is_deployed_and_every_object_exists(release, kube):
     status = json.loads(release.helm("status", release.name, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed"
     objects = _manifest_objects(release)
-    assert {"StatefulSet", "Service", "ConfigMap", "Deployment", "Role",
-            "RoleBinding", "ServiceAccount"} <= {o["kind"] for o in objects}
+    assert {
+        "StatefulSet",
+        "Service",
+        "ConfigMap",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    } <= {o["kind"] for o in objects}
     for o in objects:
-        ns = [] if o["kind"] in ("ClusterRole", "ClusterRoleBinding") else ["-n",
-                                                                          release.namespace]
+        ns = [] if o["kind"] in ("ClusterRole", "ClusterRoleBinding") else ["-n", release.namespace]
         kubectl(kube.kubeconfig, "get", o["kind"], o["metadata"]["name"], *ns)
 
 
@@ -88,8 +113,10 @@ def test_statefulsets_ready_on_fake_nodes(release, api, core, kube):
     assert len(sets) == 2
     for sts in sets:
         assert sts.status.ready_replicas == sts.spec.replicas, sts.metadata.name
-        pods = core.list_namespaced_pod(release.namespace, label_selector=",".join(
-            f"{k}={v}" for k, v in sts.spec.selector.match_labels.items())).items
+        pods = core.list_namespaced_pod(
+            release.namespace,
+            label_selector=",".join(f"{k}={v}" for k, v in sts.spec.selector.match_labels.items()),
+        ).items
         assert len(pods) == sts.spec.replicas
         for p in pods:
             assert p.spec.node_name in kube.node_names
@@ -97,7 +124,8 @@ def test_statefulsets_ready_on_fake_nodes(release, api, core, kube):
         for tpl in sts.spec.volume_claim_templates or []:
             for i in range(sts.spec.replicas):
                 pvc = core.read_namespaced_persistent_volume_claim(
-                    f"{tpl.metadata.name}-{sts.metadata.name}-{i}", release.namespace)
+                    f"{tpl.metadata.name}-{sts.metadata.name}-{i}", release.namespace
+                )
                 assert pvc.status.phase == "Bound"
     deployments = apps.list_namespaced_deployment(release.namespace).items
     for d in deployments:
@@ -111,13 +139,18 @@ def test_hook_jobs_ran_and_were_cleaned_up(release, api):
 
 def _agents_token(release, core) -> tuple[str, str]:
     sas = core.list_namespaced_service_account(
-        release.namespace, label_selector=f"{INSTANCE}={release.name},"
-        "app.kubernetes.io/component=agents").items
+        release.namespace,
+        label_selector=f"{INSTANCE}={release.name},app.kubernetes.io/component=agents",
+    ).items
     assert len(sas) == 1
     sa = sas[0].metadata.name
-    tr = core.create_namespaced_service_account_token(sa, release.namespace,
-        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-            audiences=[], expiration_seconds=3600)))
+    tr = core.create_namespaced_service_account_token(
+        sa,
+        release.namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    )
     return sa, tr.status.token
 
 
@@ -133,17 +166,25 @@ def test_agents_rbac_allows_what_they_need_and_nothing_else(release, core, kube,
     for verb in ("get", "list", "watch", "update", "patch"):
         assert can(verb, "configmaps", "-n", ns) == "yes", verb
     assert can("create", "events", "-n", ns) == "yes"
-    for args in (("get", "secrets", "-n", "default"), ("list", "configmaps", "-n", "default"),
-                 ("get", "configmaps", "-n", "kube-system"),
-                 ("delete", "statefulsets.apps", "-n", ns), ("delete", "configmaps", "-n", ns),
-                 ("list", "nodes"), ("list", "namespaces"), ("create", "clusterroles"),
-                 ("list", "persistentvolumes"), ("create", "pods", "-n", ns)):
+    for args in (
+        ("get", "secrets", "-n", "default"),
+        ("list", "configmaps", "-n", "default"),
+        ("get", "configmaps", "-n", "kube-system"),
+        ("delete", "statefulsets.apps", "-n", ns),
+        ("delete", "configmaps", "-n", ns),
+        ("list", "nodes"),
+        ("list", "namespaces"),
+        ("create", "clusterroles"),
+        ("list", "persistentvolumes"),
+        ("create", "pods", "-n", ns),
+    ):
         assert can(*args) == "no", args
     # The same client the agents use in production, with that token.
     with token_client(kube, token) as c:
         agents_core = client.CoreV1Api(c)
         agents_core.list_namespaced_config_map(
-            ns, label_selector=f"kairn.dev/cluster={release.name}")
+            ns, label_selector=f"kairn.dev/cluster={release.name}"
+        )
         with pytest.raises(client.ApiException) as e:
             agents_core.list_namespaced_config_map("default")
         assert e.value.status == 403
@@ -154,11 +195,22 @@ def test_agents_rbac_allows_what_they_need_and_nothing_else(release, core, kube,
 
 def test_upgrade_runs_its_hooks(release, api):
     apps = client.AppsV1Api(api)
-    before = {s.metadata.name: s.status.update_revision
-              for s in apps.list_namespaced_stateful_set(release.namespace).items}
-    release.helm("upgrade", release.name, str(CHART), *release.values_args(),
-                 "--set-string", "kafka.config.log\\.retention\\.hours=100",
-                 "--wait", "--wait-for-jobs", "--timeout", "8m")
+    before = {
+        s.metadata.name: s.status.update_revision
+        for s in apps.list_namespaced_stateful_set(release.namespace).items
+    }
+    release.helm(
+        "upgrade",
+        release.name,
+        str(CHART),
+        *release.values_args(),
+        "--set-string",
+        "kafka.config.log\\.retention\\.hours=100",
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout",
+        "8m",
+    )
     status = json.loads(release.helm("status", release.name, "-o", "json").stdout)
     assert (status["info"]["status"], status["version"]) == ("deployed", 2)
     after = {s.metadata.name: s for s in apps.list_namespaced_stateful_set(release.namespace).items}
@@ -171,25 +223,40 @@ def test_uninstall_leaves_nothing_behind(release, api, core, kube):
     ns = release.namespace
     claims = {p.metadata.name for p in core.list_namespaced_persistent_volume_claim(ns).items}
     release.helm("uninstall", release.name, "--wait", "--timeout", "5m")
-    kinds = kubectl(kube.kubeconfig, "api-resources", "--verbs=list", "--namespaced",
-                    "-o", "name").stdout.split()
+    kinds = kubectl(
+        kube.kubeconfig, "api-resources", "--verbs=list", "--namespaced", "-o", "name"
+    ).stdout.split()
     kinds = [k for k in kinds if k not in ("events", "events.events.k8s.io")]
-    left = json.loads(kubectl(kube.kubeconfig, "get", ",".join(kinds), "-n", ns,
-                              "-o", "json").stdout)["items"]
+    left = json.loads(
+        kubectl(kube.kubeconfig, "get", ",".join(kinds), "-n", ns, "-o", "json").stdout
+    )["items"]
     # What every namespace holds from its creation on.
     own = {("ConfigMap", "kube-root-ca.crt"), ("ServiceAccount", "default")}
-    leftovers = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in left
-                       if (o["kind"], o["metadata"]["name"]) not in own)
+    leftovers = sorted(
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in left
+        if (o["kind"], o["metadata"]["name"]) not in own
+    )
     # StatefulSet claims are kept on uninstall unless the chart asks otherwise, as Kubernetes
     # does by default; everything else goes.
     assert leftovers == sorted(f"PersistentVolumeClaim/{c}" for c in claims)
-    stuck = [c.metadata.name for c in core.list_namespaced_config_map(ns).items
-             if c.metadata.finalizers]
+    stuck = [
+        c.metadata.name for c in core.list_namespaced_config_map(ns).items if c.metadata.finalizers
+    ]
     assert stuck == []
     # The namespace then goes away completely: no finalizer holds anything in it.
     core.delete_namespace(ns)
-    wait_for("release namespace deleted", lambda: gone(lambda: core.read_namespace(ns)),
-             timeout=180)
-    wait_for("provisioned volumes reclaimed", lambda: not [
-        pv for pv in core.list_persistent_volume().items
-        if pv.spec.claim_ref and pv.spec.claim_ref.namespace == ns], timeout=120)
+    wait_for(
+        "release namespace deleted", lambda: gone(lambda: core.read_namespace(ns)), timeout=180
+    )
+    wait_for(
+        "provisioned volumes reclaimed",
+        lambda: (
+            not [
+                pv
+                for pv in core.list_persistent_volume().items
+                if pv.spec.claim_ref and pv.spec.claim_ref.namespace == ns
+            ]
+        ),
+        timeout=120,
+    )

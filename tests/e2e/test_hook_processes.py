@@ -24,9 +24,21 @@ KAIRN_CERTS = Path(sys.executable).with_name("kairn-certs")
 
 def _render(namespace: str, template: str) -> list[dict]:
     out = subprocess.run(
-        [str(DEFAULT_BIN / "helm"), "template", "kairn", str(CHART), "-n", namespace,
-         "--show-only", template],
-        capture_output=True, text=True, check=True, timeout=120).stdout
+        [
+            str(DEFAULT_BIN / "helm"),
+            "template",
+            "kairn",
+            str(CHART),
+            "-n",
+            namespace,
+            "--show-only",
+            template,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -55,9 +67,13 @@ def certs_hook(kube, core, tmp_path):
     rbac.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] != "Job"]))
     kubectl(kube.kubeconfig, "apply", "--validate=strict", "-n", ns, "-f", str(rbac))
     sa = by_kind["ServiceAccount"]["metadata"]["name"]
-    token = core.create_namespaced_service_account_token(sa, ns,
-        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-            audiences=[], expiration_seconds=3600))).status.token
+    token = core.create_namespaced_service_account_token(
+        sa,
+        ns,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    ).status.token
     yield ns, by_kind["Job"], token_kubeconfig(kube, tmp_path / "certs.kubeconfig", token)
     core.delete_namespace(ns)
 
@@ -66,8 +82,7 @@ def _run_certs(job, ns, kubeconfig, home) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIRN_")}
     env.update(_env_of(job, ns), KUBECONFIG=str(kubeconfig), HOME=str(home))
     env.pop("KUBERNETES_SERVICE_HOST", None)
-    return subprocess.run([str(KAIRN_CERTS)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([str(KAIRN_CERTS)], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_certs_hook_creates_its_secrets_with_its_own_rbac(certs_hook, core, tmp_path):
@@ -75,23 +90,36 @@ def test_certs_hook_creates_its_secrets_with_its_own_rbac(certs_hook, core, tmp_
     first = _run_certs(job, ns, kubeconfig, tmp_path)
     assert first.returncode == 0, first.stderr
     secrets = {s.metadata.name: s for s in core.list_namespaced_secret(ns).items}
-    expected = {f"kairn{suffix}" for suffix in (
-        "-cluster-ca-cert", "-cluster-ca", "-clients-ca-cert", "-clients-ca",
-        "-kafka-brokers", "-zookeeper-nodes", "-agents-cert")}
+    expected = {
+        f"kairn{suffix}"
+        for suffix in (
+            "-cluster-ca-cert",
+            "-cluster-ca",
+            "-clients-ca-cert",
+            "-clients-ca",
+            "-kafka-brokers",
+            "-zookeeper-nodes",
+            "-agents-cert",
+        )
+    }
     assert expected <= set(secrets), sorted(secrets)
     # A second run (the pre-upgrade hook) finds everything valid and changes nothing.
     second = _run_certs(job, ns, kubeconfig, tmp_path)
     assert second.returncode == 0, second.stderr
-    after = {s.metadata.name: s.metadata.resource_version
-             for s in core.list_namespaced_secret(ns).items}
+    after = {
+        s.metadata.name: s.metadata.resource_version for s in core.list_namespaced_secret(ns).items
+    }
     assert {n: after[n] for n in expected} == {
-        n: secrets[n].metadata.resource_version for n in expected}
+        n: secrets[n].metadata.resource_version for n in expected
+    }
 
 
 def test_certs_hook_cannot_reach_beyond_its_secrets(certs_hook, core):
     ns, _, kubeconfig = certs_hook
-    core.create_namespaced_secret(ns, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="someone-elses"), string_data={"k": "v"}))
+    core.create_namespaced_secret(
+        ns,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="someone-elses"), string_data={"k": "v"}),
+    )
 
     def can(*args):
         return kubectl(kubeconfig, "auth", "can-i", *args, check=False).stdout.strip()
@@ -99,8 +127,13 @@ def test_certs_hook_cannot_reach_beyond_its_secrets(certs_hook, core):
     assert can("create", "secrets", "-n", ns) == "yes"
     assert can("get", "secrets/kairn-cluster-ca", "-n", ns) == "yes"
     assert can("update", "secrets/kairn-kafka-brokers", "-n", ns) == "yes"
-    for args in (("get", "secrets/someone-elses", "-n", ns), ("list", "secrets", "-n", ns),
-                 ("delete", "secrets/kairn-cluster-ca", "-n", ns),
-                 ("get", "secrets", "-n", "default"), ("list", "configmaps", "-n", ns),
-                 ("list", "nodes"), ("delete", "statefulsets.apps", "-n", ns)):
+    for args in (
+        ("get", "secrets/someone-elses", "-n", ns),
+        ("list", "secrets", "-n", ns),
+        ("delete", "secrets/kairn-cluster-ca", "-n", ns),
+        ("get", "secrets", "-n", "default"),
+        ("list", "configmaps", "-n", ns),
+        ("list", "nodes"),
+        ("delete", "statefulsets.apps", "-n", ns),
+    ):
         assert can(*args) == "no", args

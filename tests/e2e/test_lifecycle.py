@@ -32,22 +32,48 @@ def _ours(run_dir: Path) -> list[int]:
 
 def test_cli_up_then_down_leaves_nothing(tmp_path):
     run_dir = tmp_path / "cli"
-    up = subprocess.run([sys.executable, "-m", "devtools.kube", "up", str(run_dir),
-                         "--nodes", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    up = subprocess.run(
+        [sys.executable, "-m", "devtools.kube", "up", str(run_dir), "--nodes", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     try:
         assert up.returncode == 0, up.stderr
         assert "export KUBECONFIG=" in up.stdout
         assert len(_ours(run_dir)) == 6
-        status = subprocess.run([sys.executable, "-m", "devtools.kube", "status", str(run_dir)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert status.stdout.split() == ["etcd", "kube-apiserver", "kube-controller-manager",
-                                         "kube-scheduler", "kwok", "provisioner"]
-        again = subprocess.run([sys.executable, "-m", "devtools.kube", "up", str(run_dir)],
-                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+        status = subprocess.run(
+            [sys.executable, "-m", "devtools.kube", "status", str(run_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.stdout.split() == [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+            "provisioner",
+        ]
+        again = subprocess.run(
+            [sys.executable, "-m", "devtools.kube", "up", str(run_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert again.returncode == 1 and "already running" in again.stderr
     finally:
-        down = subprocess.run([sys.executable, "-m", "devtools.kube", "down", str(run_dir)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        down = subprocess.run(
+            [sys.executable, "-m", "devtools.kube", "down", str(run_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert down.returncode == 0, down.stderr
     assert _ours(run_dir) == []
     assert not list((run_dir / "pids").iterdir())
@@ -64,16 +90,24 @@ def test_children_die_with_the_starting_process(tmp_path):
         print("ready", flush=True)
         sys.stdin.read()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "RUN_DIR": str(run_dir)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RUN_DIR": str(run_dir)},
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         assert len(_ours(run_dir)) == 6
-        proc.send_signal(signal.SIGKILL)   # no cleanup code runs in the parent
+        proc.send_signal(signal.SIGKILL)  # no cleanup code runs in the parent
         proc.wait(timeout=30)
-        wait_for("components gone after their parent was killed",
-                 lambda: _ours(run_dir) == [], timeout=60)
+        wait_for(
+            "components gone after their parent was killed",
+            lambda: _ours(run_dir) == [],
+            timeout=60,
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
