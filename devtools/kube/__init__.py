@@ -241,6 +241,53 @@ class ControlPlane:
 
         return config.new_client_from_config(str(self.kubeconfig))
 
+    def token_kubeconfig(self, path: str | os.PathLike, token: str) -> Path:
+        """Writes a kubeconfig that authenticates with a bearer token only (for example a
+        ServiceAccount token from the TokenRequest API), so a process run with it has exactly
+        that account's permissions."""
+        path = Path(path)
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": CLUSTER_NAME,
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority": str(self.pki_dir / "ca.crt"),
+                    },
+                }
+            ],
+            "users": [{"name": "token", "user": {"token": token}}],
+            "contexts": [
+                {"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": "token"}}
+            ],
+            "current-context": CLUSTER_NAME,
+        }
+        path.write_text(json.dumps(cfg, indent=2) + "\n")
+        path.chmod(0o600)
+        return path
+
+    def service_account_kubeconfig(
+        self, path: str | os.PathLike, namespace: str, name: str, seconds: int = 3600
+    ) -> Path:
+        """A kubeconfig with a fresh token of ServiceAccount namespace/name."""
+        req = urllib.request.Request(
+            f"{self.server}/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            data=json.dumps(
+                {
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest",
+                    "spec": {"expirationSeconds": seconds},
+                }
+            ).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10, context=self._ssl_context()) as r:
+            token = json.loads(r.read())["status"]["token"]
+        return self.token_kubeconfig(path, token)
+
     def compact_etcd(self) -> int:
         """Compacts etcd's history up to its current revision (physically), the way the API
         server's periodic compaction does. Returns that revision."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -43,25 +42,7 @@ def gone(read) -> bool:
 
 def token_kubeconfig(kube: ControlPlane, path: Path, token: str) -> Path:
     """A kubeconfig that authenticates with a bearer token only."""
-    cfg = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": kube.server,
-                    "certificate-authority": str(kube.pki_dir / "ca.crt"),
-                },
-            }
-        ],
-        "users": [{"name": "token", "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "token"}}],
-        "current-context": "local",
-    }
-    path.write_text(json.dumps(cfg))
-    path.chmod(0o600)
-    return path
+    return kube.token_kubeconfig(path, token)
 
 
 def token_client(kube: ControlPlane, token: str) -> client.ApiClient:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -137,3 +138,13 @@ def test_kubectl_auth_can_i_as_admin_impersonating(kube, reader_token, two_names
         kube.kubeconfig, "auth", "can-i", "list", "configmaps", "-n", other, "--as", sa, check=False
     )
     assert (yes.stdout.strip(), no.stdout.strip()) == ("yes", "no")
+
+
+def test_service_account_kubeconfig(kube, reader_token, two_namespaces, tmp_path):
+    own, other = two_namespaces
+    kc = kube.service_account_kubeconfig(tmp_path / "sa.kubeconfig", own, "reader")
+    who = json.loads(kubectl(kc, "auth", "whoami", "-o", "json").stdout)
+    assert who["status"]["userInfo"]["username"] == f"system:serviceaccount:{own}:reader"
+    assert "configmap/settings" in kubectl(kc, "get", "configmaps", "-n", own, "-o", "name").stdout
+    denied = kubectl(kc, "get", "configmaps", "-n", other, check=False)
+    assert denied.returncode != 0 and "Forbidden" in denied.stderr
