@@ -1,0 +1,165 @@
+"""The ``kairn_*`` metrics (names fixed by DESIGN.md) and the HTTP server of an agent.
+
+Metrics live in a :class:`Metrics` object with its own registry, labelled by ``agent``:
+
+- ``reconciliations_total{agent,result}`` (Counter; result: ready, error, pending, retry)
+- ``reconcile_duration_seconds{agent}`` (Histogram; one observation per reconcile call, which
+  may cover a batch of keys)
+- ``resources{agent,state}`` (Gauge; Ready, Error, Pending)
+- ``kafka_requests_total{agent,api,result}`` (Counter; result: ok, error)
+- ``watch_restarts_total{agent}`` (Counter), ``queue_depth{agent}`` (Gauge),
+  ``last_full_sync_timestamp_seconds{agent}`` (Gauge)
+
+:class:`HealthServer` serves /metrics, /healthz and /readyz with Flask under waitress in a
+daemon thread. ``healthy`` and ``ready`` are callables returning ``(ok, reason)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+
+from flask import Flask, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+STATES = ("Ready", "Error", "Pending")
+
+
+class Metrics:
+    def __init__(self, agent: str, registry: CollectorRegistry | None = None):
+        self.agent = agent
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self._reconciliations = Counter(
+            "kairn_reconciliations_total",
+            "Reconciliations by result",
+            ["agent", "result"],
+            registry=r,
+        )
+        self._duration = Histogram(
+            "kairn_reconcile_duration_seconds",
+            "Duration of a reconcile call (a batch of keys)",
+            ["agent"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self._resources = Gauge(
+            "kairn_resources", "Resources by state", ["agent", "state"], registry=r
+        )
+        self._kafka = Counter(
+            "kairn_kafka_requests_total",
+            "Kafka admin requests",
+            ["agent", "api", "result"],
+            registry=r,
+        )
+        self._watch_restarts = Counter(
+            "kairn_watch_restarts_total",
+            "Watch restarts (timeouts, errors, 410 Gone)",
+            ["agent"],
+            registry=r,
+        )
+        self._queue_depth = Gauge(
+            "kairn_queue_depth", "Keys waiting in the work queue", ["agent"], registry=r
+        )
+        self._last_sync = Gauge(
+            "kairn_last_full_sync_timestamp_seconds",
+            "Unix time when the last full (re)sync was fully reconciled",
+            ["agent"],
+            registry=r,
+        )
+        for s in STATES:
+            self._resources.labels(agent, s).set(0)
+        self._watch_restarts.labels(agent)
+        self._queue_depth.labels(agent).set(0)
+        self._last_sync.labels(agent).set(0)
+
+    def reconciled(self, result: str, count: int = 1) -> None:
+        self._reconciliations.labels(self.agent, result).inc(count)
+
+    def observe_duration(self, seconds: float) -> None:
+        self._duration.labels(self.agent).observe(seconds)
+
+    def set_resources(self, counts: dict[str, int]) -> None:
+        for s in STATES:
+            self._resources.labels(self.agent, s).set(counts.get(s, 0))
+
+    def kafka_request(self, api: str, ok: bool) -> None:
+        self._kafka.labels(self.agent, api, "ok" if ok else "error").inc()
+
+    def watch_restarted(self) -> None:
+        self._watch_restarts.labels(self.agent).inc()
+
+    def set_queue_depth(self, n: int) -> None:
+        self._queue_depth.labels(self.agent).set(n)
+
+    def full_sync_done(self, unix_time: float) -> None:
+        self._last_sync.labels(self.agent).set(unix_time)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+Check = Callable[[], tuple[bool, str]]
+
+
+def make_app(metrics: Metrics, healthy: Check, ready: Check) -> Flask:
+    app = Flask("kairn-agent")
+
+    @app.get("/metrics")
+    def _metrics():
+        return Response(metrics.render(), mimetype=CONTENT_TYPE_LATEST)
+
+    def _answer(check: Check):
+        ok, reason = check()
+        return Response(reason + "\n", status=200 if ok else 503, mimetype="text/plain")
+
+    @app.get("/healthz")
+    def _healthz():
+        return _answer(healthy)
+
+    @app.get("/readyz")
+    def _readyz():
+        return _answer(ready)
+
+    return app
+
+
+class HealthServer:
+    """waitress serving the Flask app in a daemon thread. ``port`` 0 picks a free port
+    (``self.port`` tells which)."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        healthy: Check,
+        ready: Check,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+    ):
+        from waitress.server import create_server
+
+        self.app = make_app(metrics, healthy, ready)
+        self._server = create_server(
+            self.app, host=host, port=port, threads=2, ident="kairn", _quiet=True
+        )
+        self.port = self._server.effective_port
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError):  # closed
+            self._server.run()
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.close()

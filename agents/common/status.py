@@ -1,0 +1,268 @@
+"""What an agent writes back on its ConfigMaps (never into ``data``), and finalizers.
+
+- label ``kairn.dev/state``: Ready | Error | Pending
+- annotation ``kairn.dev/status``: JSON ``{"state", "reason", "message", "specHash", "time",
+  ...extra}``
+- a Kubernetes Event (``Normal`` for Ready/Pending, ``Warning`` for Error) on every change of
+  state, and when an Error's message changes.
+
+:class:`StatusReporter` skips writes that would change nothing but the time, so resyncs cost
+no API writes; its writes run in a small thread pool (``report_many``). Objects are the plain
+dicts of the informer's cache (the API's JSON).
+
+Finalizers: :func:`has_finalizer`, :func:`add_finalizer`, :func:`remove_finalizer` (JSON
+patches guarded by a ``test`` op, retried on conflict; removing one from an object that is
+already gone is a success).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from kubernetes import client
+
+from .logs import get_logger
+
+STATE_LABEL = "kairn.dev/state"
+STATUS_ANNOTATION = "kairn.dev/status"
+MANAGED = "kairn.dev/managed"
+READY, ERROR, PENDING = "Ready", "Error", "Pending"
+MAX_MESSAGE = 1000
+
+log = get_logger("kairn.status")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def labels(obj: dict) -> dict:
+    return meta(obj).get("labels") or {}
+
+
+def annotations(obj: dict) -> dict:
+    return meta(obj).get("annotations") or {}
+
+
+def status_of(obj: dict) -> dict:
+    """The parsed ``kairn.dev/status`` annotation ({} when absent or unreadable)."""
+    raw = annotations(obj).get(STATUS_ANNOTATION)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def paused(obj: dict) -> bool:
+    """``kairn.dev/managed: "false"`` as a label or an annotation pauses a resource."""
+    for source in (labels(obj), annotations(obj)):
+        if str(source.get(MANAGED, "")).strip().lower() == "false":
+            return True
+    return False
+
+
+def _comparable(status: dict) -> dict:
+    return {k: v for k, v in status.items() if k != "time"}
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        core: client.CoreV1Api,
+        namespace: str,
+        component: str,
+        workers: int = 8,
+        instance: str | None = None,
+    ):
+        self.core, self.namespace, self.component = core, namespace, component
+        self.instance = instance or component
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status")
+        self._written: dict[str, dict] = {}  # name -> last status written by this process
+        self.states: dict[str, str] = {}  # name -> state, for the kairn_resources gauge
+
+    def forget(self, name: str) -> None:
+        self._written.pop(name, None)
+        self.states.pop(name, None)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.states.values():
+            out[s] = out.get(s, 0) + 1
+        return out
+
+    def report(
+        self,
+        obj: dict,
+        state: str,
+        reason: str,
+        message: str,
+        spec_hash: str | None = None,
+        extra: dict | None = None,
+    ) -> bool:
+        """Writes the status of ``obj`` unless it already says the same; returns whether it
+        wrote. An Event is created when the state (or an Error's message) changes."""
+        name = meta(obj)["name"]
+        message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+        new = {
+            "state": state,
+            "reason": reason,
+            "message": message,
+            "specHash": spec_hash,
+            **(extra or {}),
+        }
+        self.states[name] = state
+        previous = self._written.get(name) or status_of(obj)
+        if _comparable(previous) == new and labels(obj).get(STATE_LABEL) == state:
+            self._written[name] = previous
+            return False
+        new["time"] = now_iso()
+        body = {
+            "metadata": {
+                "labels": {STATE_LABEL: state},
+                "annotations": {STATUS_ANNOTATION: json.dumps(new)},
+            }
+        }
+        try:
+            self.core.patch_namespaced_config_map(
+                name, self.namespace, body, _preload_content=False
+            )
+        except client.ApiException as e:
+            if e.status == 404:
+                self.forget(name)
+                return False
+            raise
+        self._written[name] = new
+        changed = previous.get("state") != state or (
+            state == ERROR and previous.get("message") != message
+        )
+        if changed:
+            self.event(obj, reason, message, warning=state == ERROR)
+        return True
+
+    def report_many(self, items: list[tuple]) -> list[BaseException]:
+        """``report(*item)`` for each item, in parallel; returns the errors (already logged)."""
+        futures = [self._pool.submit(self.report, *item) for item in items]
+        errors = []
+        for item, f in zip(items, futures, strict=True):
+            e = f.exception()
+            if e is not None:
+                log.warning("status write failed", name=meta(item[0]).get("name"), error=repr(e))
+                errors.append(e)
+        return errors
+
+    def event(self, obj: dict, reason: str, message: str, warning: bool = False) -> None:
+        """Creates a Kubernetes Event about ``obj`` (failures are logged, not raised)."""
+        m = meta(obj)
+        ts = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        body = {
+            "metadata": {"generateName": f"{m['name']}.", "namespace": self.namespace},
+            "involvedObject": {
+                "kind": "ConfigMap",
+                "apiVersion": "v1",
+                "name": m["name"],
+                "namespace": self.namespace,
+                "uid": m.get("uid"),
+                "resourceVersion": m.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:MAX_MESSAGE],
+            "type": "Warning" if warning else "Normal",
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "count": 1,
+            "source": {"component": self.component},
+            "reportingComponent": f"kairn.dev/{self.component}",
+            "reportingInstance": self.instance,
+        }
+        try:
+            self.core.create_namespaced_event(self.namespace, body, _preload_content=False)
+        except Exception as e:
+            log.warning("event not recorded", name=m["name"], reason=reason, error=repr(e))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+# ---- finalizers ----------------------------------------------------------------------------
+def has_finalizer(obj: dict, finalizer: str) -> bool:
+    return finalizer in (meta(obj).get("finalizers") or [])
+
+
+def _json_patch(core: client.CoreV1Api, name: str, namespace: str, ops: list) -> dict:
+    resp = core.patch_namespaced_config_map(name, namespace, ops, _preload_content=False)
+    return json.loads(resp.data)
+
+
+def _get(core: client.CoreV1Api, name: str, namespace: str) -> dict:
+    resp = core.read_namespaced_config_map(name, namespace, _preload_content=False)
+    return json.loads(resp.data)
+
+
+def add_finalizer(core: client.CoreV1Api, obj: dict, finalizer: str, attempts: int = 5) -> dict:
+    """Adds ``finalizer`` to the ConfigMap ``obj``; returns the updated object."""
+    namespace = meta(obj)["namespace"]
+    for _ in range(attempts):
+        current = meta(obj).get("finalizers")
+        if current and finalizer in current:
+            return obj
+        if current:
+            ops = [
+                {"op": "test", "path": "/metadata/finalizers", "value": current},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer},
+            ]
+        else:
+            ops = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": meta(obj)["resourceVersion"],
+                },
+                {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
+            ]
+        try:
+            return _json_patch(core, meta(obj)["name"], namespace, ops)
+        except client.ApiException as e:
+            if e.status not in (409, 422):
+                raise
+            obj = _get(core, meta(obj)["name"], namespace)
+    raise RuntimeError(f"could not add finalizer {finalizer} to {meta(obj)['name']}")
+
+
+def remove_finalizer(
+    core: client.CoreV1Api, obj: dict, finalizer: str, attempts: int = 5
+) -> dict | None:
+    """Removes ``finalizer`` from the ConfigMap ``obj``; returns the updated object, or None
+    when the object is gone (which counts as done)."""
+    namespace = meta(obj)["namespace"]
+    for _ in range(attempts):
+        current = meta(obj).get("finalizers") or []
+        if finalizer not in current:
+            return obj
+        i = current.index(finalizer)
+        ops = [
+            {"op": "test", "path": f"/metadata/finalizers/{i}", "value": finalizer},
+            {"op": "remove", "path": f"/metadata/finalizers/{i}"},
+        ]
+        try:
+            return _json_patch(core, meta(obj)["name"], namespace, ops)
+        except client.ApiException as e:
+            if e.status == 404:
+                return None
+            if e.status not in (409, 422):
+                raise
+            try:
+                obj = _get(core, meta(obj)["name"], namespace)
+            except client.ApiException as e2:
+                if e2.status == 404:
+                    return None
+                raise
+    raise RuntimeError(f"could not remove finalizer {finalizer} from {meta(obj)['name']}")
