@@ -1,0 +1,240 @@
+"""kairn-roller: `preflight` (the pre-upgrade gate) and `roll` (the post-upgrade restarts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+
+from .kafka import Kafka
+from .model import KAFKA, ZOOKEEPER
+from .run import Roller, RollError, Settings
+from .zk import TlsFiles, ZooKeeper, parse_nodes
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_threshold = [LEVELS["info"]]
+
+
+def log(msg: str, level: str = "info", **fields) -> None:
+    if LEVELS.get(level, 20) < _threshold[0]:
+        return
+    rec = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "msg": msg}
+    print(
+        json.dumps({**rec, "logger": "kairn-roller", **fields}, default=str),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _env(name: str, default=None):
+    return os.environ.get(f"KAIRN_{name}", default)
+
+
+def _bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("", "0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not true or false")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="kairn-roller",
+        description="kairn's upgrade hooks. `preflight` exits non-zero, one line per problem, "
+        "unless every pod is Ready, every broker registered, no partition under-replicated or "
+        "offline, a controller elected and ZooKeeper has a leader with all followers synced. "
+        "`roll` restarts the pods whose revision is not their StatefulSet's updateRevision (or "
+        "whose certificates were renewed): ZooKeeper followers, then the leader; brokers that "
+        "are not the controller, then the controller; never below min.insync.replicas. Every "
+        "option falls back to the environment variable shown.",
+    )
+    arg = p.add_argument
+    arg("--namespace", default=_env("NAMESPACE"), help="[KAIRN_NAMESPACE]")
+    arg("--fullname", default=_env("FULLNAME"), help="release fullname [KAIRN_FULLNAME]")
+    arg(
+        "--kafka-statefulset",
+        default=_env("KAFKA_STATEFULSET"),
+        help="[KAIRN_KAFKA_STATEFULSET] (default <fullname>-kafka)",
+    )
+    arg(
+        "--zookeeper-statefulset",
+        default=_env("ZOOKEEPER_STATEFULSET"),
+        help="[KAIRN_ZOOKEEPER_STATEFULSET] (default <fullname>-zookeeper)",
+    )
+    arg(
+        "--zookeeper-nodes",
+        default=_env("ZOOKEEPER_NODES"),
+        help="host:port of every ZooKeeper node in ordinal order, comma-separated, mutual TLS "
+        "[KAIRN_ZOOKEEPER_NODES]",
+    )
+    arg("--bootstrap", default=_env("BOOTSTRAP"), help="Kafka TLS bootstrap [KAIRN_BOOTSTRAP]")
+    arg("--tls-ca-file", default=_env("TLS_CA_FILE"), help="[KAIRN_TLS_CA_FILE]")
+    arg("--tls-cert-file", default=_env("TLS_CERT_FILE"), help="[KAIRN_TLS_CERT_FILE]")
+    arg("--tls-key-file", default=_env("TLS_KEY_FILE"), help="[KAIRN_TLS_KEY_FILE]")
+    arg(
+        "--tls-check-hostname",
+        type=_bool,
+        default=_env("TLS_CHECK_HOSTNAME", "true"),
+        help="verify server host names [KAIRN_TLS_CHECK_HOSTNAME] (default true)",
+    )
+    arg(
+        "--pod-timeout",
+        type=float,
+        default=_env("POD_TIMEOUT_SECONDS", "300"),
+        help="seconds a pod may take to come back in sync, or stay blocked, before the roll "
+        "stops [KAIRN_POD_TIMEOUT_SECONDS] (default 300)",
+    )
+    arg(
+        "--log-level",
+        default=(_env("LOG_LEVEL") or "info").lower(),
+        choices=sorted(LEVELS),
+        help="[KAIRN_LOG_LEVEL] (default info)",
+    )
+    sub = p.add_subparsers(dest="command", metavar="preflight|roll")
+    sub.required = True
+    pre = sub.add_parser("preflight", help="refuse an upgrade of an unhealthy cluster")
+    pre.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="N",
+        help="retry for up to N seconds before failing (default 0)",
+    )
+    roll = sub.add_parser("roll", help="restart outdated pods in a controller-aware order")
+    roll.add_argument(
+        "--all",
+        dest="all_pods",
+        action="store_true",
+        default=_bool(_env("ROLL_ALL", "false")),
+        help="restart every pod, not only outdated ones [KAIRN_ROLL_ALL]",
+    )
+    return p
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _adapters(args, platform=None, log_fn=log):
+    for flag in ("bootstrap", "zookeeper_nodes", "tls_ca_file", "tls_cert_file", "tls_key_file"):
+        if not getattr(args, flag):
+            env = "KAIRN_" + flag.upper()
+            if flag == "zookeeper_nodes":
+                env = "KAIRN_ZOOKEEPER_NODES"
+            raise ConfigError(f"--{flag.replace('_', '-')} ({env}) is required")
+    tls = TlsFiles(args.tls_ca_file, args.tls_cert_file, args.tls_key_file, args.tls_check_hostname)
+    for f in (tls.ca, tls.cert, tls.key):
+        if not os.path.isfile(f):
+            raise ConfigError(f"TLS file {f} does not exist")
+    zk = ZooKeeper(parse_nodes(args.zookeeper_nodes), tls)
+    kafka = Kafka(args.bootstrap, tls)
+    if platform is None:
+        if not args.namespace:
+            raise ConfigError("--namespace (KAIRN_NAMESPACE) is required")
+        if not args.fullname and not (args.kafka_statefulset and args.zookeeper_statefulset):
+            raise ConfigError("--fullname (KAIRN_FULLNAME) is required")
+        from .kube import KubePlatform
+
+        platform = KubePlatform(
+            args.namespace,
+            {
+                KAFKA: args.kafka_statefulset or f"{args.fullname}-kafka",
+                ZOOKEEPER: args.zookeeper_statefulset or f"{args.fullname}-zookeeper",
+            },
+            args.fullname or "",
+            log=log_fn,
+        )
+    return platform, kafka, zk
+
+
+def _one_line(e: Exception) -> str:
+    status, body = getattr(e, "status", None), getattr(e, "body", None)
+    if status is not None and body is not None:
+        try:
+            message = json.loads(body or "{}").get("message", "")
+        except ValueError:
+            message = ""
+        return f"Kubernetes API: {status} {getattr(e, 'reason', '')}: {message}".rstrip(": ")
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"
+
+
+def main(argv: list[str] | None = None, platform=None, sleep=time.sleep) -> int:
+    """Exit status: 0 done, 1 refused or failed (one line on stderr says why), 2 bad usage."""
+    args = parser().parse_args(argv)
+    _threshold[0] = LEVELS[args.log_level]
+    kafka = None
+    try:
+        if args.pod_timeout <= 0:
+            raise ConfigError("--pod-timeout must be positive")
+        platform, kafka, zk = _adapters(args, platform)
+        settings = Settings(pod_timeout=args.pod_timeout)
+        if args.command == "preflight":
+            return _preflight(Roller(platform, kafka, zk, settings, log), args.wait, sleep)
+        settings.roll_all = args.all_pods
+        roller = Roller(platform, kafka, zk, settings, log, sleep=sleep)
+        try:
+            roller.roll()
+        except RollError as e:
+            log(
+                "roll stopped",
+                level="error",
+                pod=e.pod,
+                reason=e.reason,
+                restarted=roller.restarted,
+            )
+            platform.event(
+                KAFKA if e.pod and "-kafka-" in e.pod else ZOOKEEPER,
+                "RollFailed",
+                f"kairn-roller stopped at {e.pod}: {e.reason}",
+                warning=True,
+            )
+            print(
+                f"kairn-roller: roll stopped at {e.pod or 'start'}: {e.reason}; restarted "
+                f"before: {', '.join(roller.restarted) or 'none'}",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    except ConfigError as e:
+        log("failed", level="error", reason=str(e))
+        print(f"kairn-roller: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        reason = _one_line(e)
+        log("failed", level="error", reason=reason)
+        print(f"kairn-roller: {reason}", file=sys.stderr)
+        return 1
+    finally:
+        if kafka is not None:
+            kafka.close()
+
+
+def _preflight(roller: Roller, wait: float, sleep) -> int:
+    deadline = time.monotonic() + max(wait, 0)
+    attempt = 0
+    while True:
+        attempt += 1
+        problems = roller.preflight()
+        if not problems:
+            log("preflight passed", step="preflight", attempt=attempt)
+            return 0
+        if time.monotonic() >= deadline:
+            break
+        log("preflight: not healthy yet", step="preflight", attempt=attempt, problems=problems)
+        sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+    log("preflight failed", level="error", step="preflight", problems=problems)
+    for line in problems:
+        print(f"kairn-roller: preflight: {line}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
