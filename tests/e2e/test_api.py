@@ -165,3 +165,52 @@ def test_orphan_policy_keeps_dependents(core, namespace):
         "owner gone", lambda: gone(lambda: core.read_namespaced_config_map("owner", namespace))
     )
     assert core.read_namespaced_config_map("kept", namespace).metadata.deletion_timestamp is None
+
+
+def test_pod_security_admission_enforces_restricted(core, namespace):
+    core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="root"),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="c",
+                    image="registry.invalid/x:1",
+                    security_context=client.V1SecurityContext(privileged=True),
+                )
+            ]
+        ),
+    )
+    with pytest.raises(client.ApiException) as e:
+        core.create_namespaced_pod(namespace, pod)
+    assert e.value.status == 403
+    assert 'violates PodSecurity "restricted:latest"' in json.loads(e.value.body)["message"]
+
+
+def test_resource_quota_admission(core, namespace):
+    core.create_namespaced_resource_quota(
+        namespace,
+        client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name="cm"),
+            spec=client.V1ResourceQuotaSpec(hard={"configmaps": "2"}),
+        ),
+    )
+    # kube-root-ca.crt counts too; the quota controller computes usage first.
+    wait_for(
+        "quota usage computed",
+        lambda: (core.read_namespaced_resource_quota("cm", namespace).status.used or {}).get(
+            "configmaps"
+        ),
+    )
+    created = 0
+    with pytest.raises(client.ApiException) as e:
+        for i in range(3):
+            core.create_namespaced_config_map(
+                namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"q{i}"))
+            )
+            created += 1
+    assert e.value.status == 403
+    assert "exceeded quota" in json.loads(e.value.body)["message"]
+    assert created == 1
