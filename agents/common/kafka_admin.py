@@ -106,7 +106,7 @@ class KafkaAccess:
         except Exception as e:
             if self.metrics:
                 self.metrics.kafka_request(api, False)
-            if is_transient(e):
+            if is_transient(e) or not isinstance(e, Errors.KafkaError):
                 self.last_error = f"{api}: {e!r}"
                 self.last_ok = None
                 self.reset()

@@ -148,7 +148,7 @@ class HealthServer:
 
         self.app = make_app(metrics, healthy, ready)
         self._server = create_server(
-            self.app, host=host, port=port, threads=2, ident="kairn", _quiet=True
+            self.app, host=host, port=port, threads=2, ident="kairn"
         )
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)

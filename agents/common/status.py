@@ -82,8 +82,12 @@ class StatusReporter:
         component: str,
         workers: int = 8,
         instance: str | None = None,
+        on_written=None,
     ):
+        """``on_written(obj)`` receives each object as the API server returned it after a
+        status write (e.g. ``Informer.update_cached``), so the next reconcile sees it."""
         self.core, self.namespace, self.component = core, namespace, component
+        self.on_written = on_written
         self.instance = instance or component
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status")
         self._written: dict[str, dict] = {}  # name -> last status written by this process
@@ -132,9 +136,11 @@ class StatusReporter:
             }
         }
         try:
-            self.core.patch_namespaced_config_map(
+            resp = self.core.patch_namespaced_config_map(
                 name, self.namespace, body, _preload_content=False
             )
+            if self.on_written is not None:
+                self.on_written(json.loads(resp.data))
         except client.ApiException as e:
             if e.status == 404:
                 self.forget(name)
