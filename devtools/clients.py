@@ -12,8 +12,6 @@ from kafka.admin import (
     ACLResourcePatternType,
     ResourcePattern,
     ResourceType,
-    ScramMechanism,
-    UserScramCredentialUpsertion,
 )
 
 from devtools.cluster import LocalCluster, wait_until
@@ -44,24 +42,26 @@ def create_topic(
 
 
 def set_scram_password(cluster: LocalCluster, user: str, password: str) -> None:
-    """Upsert a SCRAM-SHA-512 credential and wait until Kafka lists it.
+    """Upsert a SCRAM-SHA-512 credential with Kafka's own kafka-configs tool.
 
-    In ZooKeeper mode only the active controller accepts the request; another broker answers
-    NOT_CONTROLLER without a message, which kafka-python 3.0.12 reports as success. So the
-    write is repeated until the credential is really there.
-    """
+    Not kafka-python 3.0.12's alter_user_scram_credentials: in ZooKeeper mode only the active
+    controller accepts that request, kafka-python sends it to any broker, and it reports the
+    NOT_CONTROLLER answer (which carries no message) as success."""
+    cluster.kafka_tool(
+        "kafka.admin.ConfigCommand",
+        "--alter",
+        "--entity-type",
+        "users",
+        "--entity-name",
+        user,
+        "--add-config",
+        f"SCRAM-SHA-512=[iterations=4096,password={password}]",
+    )
     admin = cluster.admin_client()
-    upsert = [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, password)]
-
-    def stored() -> bool:
-        errors = admin.alter_user_scram_credentials(upsert)
-        if any(errors.values()):
-            raise RuntimeError(f"SCRAM credentials for {user}: {errors}")
-        described = admin.describe_user_scram_credentials([user]).get(user, {})
-        return described.get("error") is None and bool(described.get("credential_infos"))
-
     try:
-        wait_until(stored, 60, f"the SCRAM credential of {user} to be stored")
+        described = admin.describe_user_scram_credentials([user]).get(user, {})
+        if described.get("error") or not described.get("credential_infos"):
+            raise RuntimeError(f"SCRAM credential of {user} not stored: {described}")
     finally:
         admin.close()
 

@@ -1,32 +1,42 @@
-"""A real TLS ZooKeeper ensemble and Kafka brokers as local processes, wired as in the chart.
+"""A real TLS ZooKeeper ensemble and Kafka brokers as local processes, run from the chart.
 
-Each "pod" gets two loopback addresses out of a per-run /24 in 127.0.0.0/8: a pod address (what
-the network sees; the chart's Service and pod DNS names map to it) and a pod-local address (what
-``127.0.0.1`` means inside the pod). So every pod uses the chart's own ports (docs/wiring.md)
-without clashing with its neighbours or with another run. ZooKeeper binds only its pod-local
-address and is reached through its stunnel sidecar with mutual TLS; brokers reach ZooKeeper
-through their own sidecar; Kafka's listeners use TLS natively, with the ACL authorizer on.
+The harness renders the chart (`helm template`), creates the certificates with kairn-certs' own
+code into folders laid out like its Secrets, and runs each pod of the ZooKeeper and Kafka
+StatefulSets as local processes through devtools/podspec.py: the rendered zoo.cfg,
+server.properties, stunnel files, command lines and readiness probes, translated only where a
+kubelet would (volumes, pod addresses). Each pod gets its own loopback address in a /24 of
+127.0.0.0/8 picked at random per run, so pods keep the chart's ports and runs never clash.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import random
-import shutil
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools import testpki
+import yaml
+
+from agents.pki import issue as pki_issue
+from agents.pki.model import Desired
+from agents.pki.run import run as run_kairn_certs
+from agents.pki.store import DirSecretStore
+from devtools.podspec import KAFKA_BIN, PodIdentity, plan_pod, pod_hosts
 from devtools.procs import Proc
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_LIBS = ROOT / ".tools" / "kafka" / "libs"
+HELM = ROOT / ".tools" / "bin" / "helm"
+CHART = ROOT / "chart"
 
-ZK_CLIENT, ZK_LOCAL_CLIENT, ZK_QUORUM, ZK_ELECTION = 2181, 12181, 2888, 3888
+ZK_CLIENT, ZK_QUORUM, ZK_ELECTION = 2181, 2888, 3888
 REPLICATION, TLS, SCRAM = 9091, 9093, 9094
 
 
@@ -49,15 +59,12 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, interval:
 
 @dataclass(frozen=True)
 class Addresses:
-    """The run's loopback /24: ``prefix`` is like '127.83.17.'."""
+    """The run's loopback /24: ``prefix`` is like '127.83.17.'. One address per pod."""
 
     prefix: str
 
     def pod(self, kind: str, i: int) -> str:
         return f"{self.prefix}{(10 if kind == 'zookeeper' else 110) + i}"
-
-    def local(self, kind: str, i: int) -> str:
-        return f"{self.prefix}{(60 if kind == 'zookeeper' else 160) + i}"
 
     @staticmethod
     def pick(ports: list[int]) -> Addresses:
@@ -80,41 +87,94 @@ def _free(host: str, port: int) -> bool:
 
 @dataclass
 class Identity:
-    """A client identity's files, and kafka-python settings for it."""
+    """A client identity's PEM files, and kafka-python settings for it."""
 
     cn: str
-    files: testpki.LeafFiles
+    crt: Path
+    key: Path
     ca_file: Path
 
     def ssl_kwargs(self) -> dict:
         return {
             "security_protocol": "SSL",
             "ssl_cafile": str(self.ca_file),
-            "ssl_certfile": str(self.files.crt),
-            "ssl_keyfile": str(self.files.key),
+            "ssl_certfile": str(self.crt),
+            "ssl_keyfile": str(self.key),
         }
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        ctx.load_cert_chain(str(self.files.crt), str(self.files.key))
+        ctx.load_cert_chain(str(self.crt), str(self.key))
         return ctx
 
 
-class Pod:
-    """Containers that live and die together, like a pod's."""
+def helm_template(release: str, namespace: str, values: dict) -> list[dict]:
+    """The chart's manifests for ``values``, as `helm install` would send them."""
+    out = subprocess.run(
+        [str(HELM), "template", release, str(CHART), "--namespace", namespace, "--values", "-"],
+        input=yaml.safe_dump(values),
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"helm template failed: {out.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
-    def __init__(self, name: str, folder: Path, containers: list[Proc]):
-        self.name, self.folder, self.containers = name, folder, containers
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = (
+            deep_merge(merged[k], v)
+            if isinstance(v, dict) and isinstance(merged.get(k), dict)
+            else v
+        )
+    return merged
+
+
+class Pod:
+    """One pod of a rendered StatefulSet as processes that live and die together.
+
+    Every ``start()`` plans the pod afresh from the cluster's current rendering, as a new pod
+    of the StatefulSet would get the current template."""
+
+    def __init__(self, cluster: LocalCluster, kind: str, ordinal: int):
+        self.cluster, self.kind, self.ordinal = cluster, kind, ordinal
+        self.name = cluster.pod_name(kind, ordinal)
+        self.folder = cluster.run_dir / self.name
+        self.containers: list[Proc] = []
+        self.probes: list = []
 
     def start(self) -> None:
-        for c in self.containers:
-            if not c.running():
-                c.start()
+        if self.running():
+            return
+        run = self.cluster.plan(self.kind, self.ordinal)
+        for d in run.dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        for path, text in run.files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        path_env = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
+        self.containers = [
+            Proc(
+                f"{self.name}/{c.name}",
+                c.argv,
+                self.folder / f"{c.name}.log",
+                env={**c.env, "PATH": path_env},
+                cwd=self.folder,
+                tie_to_parent=self.cluster.tie_to_parent,
+                pidfile=self.folder / f"{c.name}.pid",
+            )
+            for c in run.containers
+        ]
+        self.probes = [(c, path_env) for c in run.containers]
+        for c in self.containers:  # sidecars first, as Kubernetes starts native sidecars
+            c.start()
 
     def stop(self, grace: float = 60.0) -> None:
-        """Graceful: SIGTERM to the main container first (Kafka runs its controlled shutdown
-        while its ZooKeeper sidecar is still up), then the sidecar."""
-        for c in self.containers:
+        """Graceful, main container first: Kafka runs its controlled shutdown while its
+        ZooKeeper sidecar is still up."""
+        for c in reversed(self.containers):
             c.stop(grace)
 
     def kill(self) -> None:
@@ -122,15 +182,58 @@ class Pod:
             c.kill()
 
     def running(self) -> bool:
-        return all(c.running() for c in self.containers)
+        return bool(self.containers) and all(c.running() for c in self.containers)
+
+    def ready(self) -> bool:
+        """The chart's own readiness probes, run the way a kubelet runs them."""
+        if not self.running():
+            return False
+        for c, path_env in self.probes:
+            if c.readiness:
+                env = {**os.environ, **c.env, "PATH": path_env}
+                try:
+                    probe = subprocess.run(c.readiness, env=env, capture_output=True, timeout=8)
+                except subprocess.TimeoutExpired:
+                    return False
+                if probe.returncode != 0:
+                    return False
+            elif c.ready_port and not _accepts(
+                self.cluster.addr.pod(self.kind, self.ordinal), c.ready_port
+            ):
+                return False
+        return True
 
     def logs(self) -> list[Path]:
         return [c.log for c in self.containers]
 
 
+def _accepts(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+# Small and quick for a 2-core machine; everything else is the chart's default.
+HARNESS_VALUES = {
+    "zookeeper": {"heapOpts": "-Xms96m -Xmx96m"},
+    "kafka": {
+        "heapOpts": "-Xms384m -Xmx384m",
+        "config": {
+            "offsets.topic.num.partitions": 6,
+            "group.initial.rebalance.delay.ms": 0,
+            "num.network.threads": 2,
+            "num.io.threads": 2,
+        },
+    },
+}
+
+
 @dataclass
 class LocalCluster:
-    """ZooKeeper nodes and Kafka brokers; ``start()`` returns when a produce over mTLS works."""
+    """ZooKeeper nodes and Kafka brokers from the chart; ``start()`` returns when every pod is
+    Ready by the chart's probes and every broker is registered."""
 
     run_dir: Path
     zookeepers: int = 3
@@ -138,50 +241,74 @@ class LocalCluster:
     fullname: str = "kairn"
     namespace: str = "kafka"
     tie_to_parent: bool = True
-    broker_heap: str = "384m"
-    zookeeper_heap: str = "96m"
-    broker_overrides: dict[str, str] = field(default_factory=dict)
+    values: dict = field(default_factory=dict)  # chart values on top of HARNESS_VALUES
+    broker_overrides: dict[str, str] = field(default_factory=dict)  # extra kafka.config entries
 
     def __post_init__(self) -> None:
         self.run_dir = self.run_dir.resolve()
         self.addr = Addresses.pick([ZK_CLIENT, ZK_QUORUM, ZK_ELECTION, REPLICATION, TLS, SCRAM])
-        self.zk_pods: list[Pod] = []
-        self.kafka_pods: list[Pod] = []
-        self.certs = self.run_dir / "certs"
+        self.secrets = self.run_dir / "secrets"
+        self.zk_pods = [Pod(self, "zookeeper", i) for i in range(self.zookeepers)]
+        self.kafka_pods = [Pod(self, "kafka", i) for i in range(self.brokers)]
+        self._rendered: tuple[str, dict] | None = None
 
-    # ---- names, as in the chart -------------------------------------------------------------
+    # ---- names ------------------------------------------------------------------------------
     def pod_name(self, kind: str, i: int) -> str:
         return f"{self.fullname}-{kind}-{i}"
 
-    def pod_fqdn(self, kind: str, i: int) -> str:
-        svc = "zookeeper-nodes" if kind == "zookeeper" else "kafka-brokers"
-        return f"{self.pod_name(kind, i)}.{self.fullname}-{svc}.{self.namespace}.svc.cluster.local"
+    def secret_dir(self, name: str) -> Path:
+        return self.secrets / name
 
-    def _sans(self, kind: str, i: int) -> tuple[list[str], list[str]]:
-        svc = "zookeeper-client" if kind == "zookeeper" else "kafka-bootstrap"
-        dns = [
-            self.pod_fqdn(kind, i),
-            f"{self.fullname}-{svc}",
-            f"{self.fullname}-{svc}.{self.namespace}.svc",
-            f"{self.fullname}-{svc}.{self.namespace}.svc.cluster.local",
-            "localhost",
-        ]
-        return dns, [self.addr.pod(kind, i), self.addr.local(kind, i), "127.0.0.1"]
+    @property
+    def cluster_ca_file(self) -> Path:
+        return self.secret_dir(f"{self.fullname}-cluster-ca-cert") / "ca.crt"
+
+    # ---- the chart --------------------------------------------------------------------------
+    def chart_values(self) -> dict:
+        sizes = {"zookeeper": {"replicas": self.zookeepers}, "kafka": {"replicas": self.brokers}}
+        if self.brokers < 3:
+            sizes["kafka"].update(defaultReplicationFactor=self.brokers, minInsyncReplicas=1)
+        values = deep_merge(deep_merge(HARNESS_VALUES, sizes), self.values)
+        if self.broker_overrides:
+            values = deep_merge(values, {"kafka": {"config": dict(self.broker_overrides)}})
+        return values
+
+    def rendering(self) -> dict:
+        """(kind, name) -> manifest, rendered for the current values (cached per values)."""
+        key = json.dumps(self.chart_values(), sort_keys=True)
+        if self._rendered is None or self._rendered[0] != key:
+            docs = helm_template(self.fullname, self.namespace, json.loads(key))
+            self._rendered = (key, {(d["kind"], d["metadata"]["name"]): d for d in docs})
+        return self._rendered[1]
+
+    def plan(self, kind: str, i: int):
+        manifests = self.rendering()
+        sts = manifests[("StatefulSet", f"{self.fullname}-{kind}")]
+        configmaps = {n: d.get("data", {}) for (k, n), d in manifests.items() if k == "ConfigMap"}
+        hosts = {}
+        for other, count in (("zookeeper", self.zookeepers), ("kafka", self.brokers)):
+            other_sts = manifests[("StatefulSet", f"{self.fullname}-{other}")]
+            hosts |= pod_hosts(
+                other_sts, count, self.namespace, lambda j, o=other: self.addr.pod(o, j)
+            )
+        identity = PodIdentity(self.pod_name(kind, i), i, self.namespace, self.addr.pod(kind, i))
+        return plan_pod(
+            sts, configmaps, identity, self.run_dir / identity.name, self.secret_dir, hosts
+        )
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self, timeout: float = 180.0) -> None:
         if not KAFKA_LIBS.is_dir():
             raise RuntimeError(f"{KAFKA_LIBS} is missing: run `make setup`")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._make_certs()
-        self.zk_pods = [self._zookeeper_pod(i) for i in range(self.zookeepers)]
-        self.kafka_pods = [self._kafka_pod(i) for i in range(self.brokers)]
+        self.make_certs()
         for p in self.zk_pods:
             p.start()
         self.wait_zookeeper_quorum(timeout)
         for p in self.kafka_pods:
             p.start()
         self.wait_brokers_registered(timeout)
+        self.wait_ready(timeout)
         self._write_state()
 
     def stop(self) -> None:
@@ -194,193 +321,111 @@ class LocalCluster:
         for p in self.kafka_pods + self.zk_pods:
             p.kill()
 
-    # ---- certificates -----------------------------------------------------------------------
-    def _make_certs(self) -> None:
-        cluster_ca = testpki.new_ca(f"{self.fullname}-cluster-ca")
-        clients_ca = testpki.new_ca(f"{self.fullname}-clients-ca")
-        self.certs.mkdir(parents=True, exist_ok=True)
-        self.cluster_ca_file = self.certs / "cluster-ca.crt"
-        self.cluster_ca_file.write_bytes(cluster_ca.pem)
-        # brokers trust both CAs for client certificates; ZooKeeper only the cluster CA
-        self.broker_trust_file = self.certs / "broker-trust.crt"
-        self.broker_trust_file.write_bytes(cluster_ca.pem + clients_ca.pem)
-        self.clients_ca = clients_ca
-        self.pod_certs: dict[str, testpki.LeafFiles] = {}
-        for kind, count in (("zookeeper", self.zookeepers), ("kafka", self.brokers)):
-            for i in range(count):
-                dns, ips = self._sans(kind, i)
-                cn = f"{self.fullname}-{kind}"
-                name = self.pod_name(kind, i)
-                self.pod_certs[name] = testpki.issue(cluster_ca, cn, dns, ips, self.certs, name)
-        agents_cn = f"{self.fullname}-agents"
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        pods = [p for p in self.zk_pods + self.kafka_pods if p.containers]
+        wait_until(
+            lambda: all(p.ready() for p in pods), timeout, "every pod Ready by its readiness probes"
+        )
+
+    # ---- certificates: kairn-certs' own code, Secrets as folders ------------------------------
+    def make_certs(self, now: dt.datetime | None = None) -> None:
+        """Run kairn-certs against the folder store; pod addresses are extra SANs of the brokers
+        because clients here reach brokers by address instead of DNS name."""
+        desired = Desired(
+            self.fullname,
+            self.namespace,
+            self.zookeepers,
+            self.brokers,
+            kafka_extra_sans=tuple(self.addr.pod("kafka", i) for i in range(self.brokers)),
+        )
+        run_kairn_certs(DirSecretStore(self.secrets), desired, now or dt.datetime.now(dt.UTC))
+        agents = self.secret_dir(f"{self.fullname}-agents-cert")
         self.admin = Identity(
-            agents_cn,
-            testpki.issue(cluster_ca, agents_cn, [], [], self.certs, agents_cn),
+            f"{self.fullname}-agents",
+            agents / "user.crt",
+            agents / "user.key",
             self.cluster_ca_file,
         )
+        # the same identity for Kafka's own (Java) tools
+        self.admin_properties = self.run_dir / "admin-client.properties"
+        self.admin_properties.write_text(
+            "security.protocol=SSL\n"
+            "ssl.keystore.type=PKCS12\n"
+            f"ssl.keystore.location={agents / 'user.p12'}\n"
+            f"ssl.keystore.password={(agents / 'user.password').read_text()}\n"
+            "ssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={self.cluster_ca_file}\n"
+        )
+        self.admin_properties.chmod(0o600)
+
+    def kafka_tool(self, main_class: str, *args: str, timeout: float = 120) -> str:
+        """Run one of Kafka's own command-line tools as the admin identity; return its output."""
+        out = subprocess.run(
+            [
+                str(KAFKA_BIN / "kafka-run-class.sh"),
+                main_class,
+                "--bootstrap-server",
+                self.bootstrap(),
+                "--command-config",
+                str(self.admin_properties),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "KAFKA_LOG4J_OPTS": "-Dlog4j.configuration=file:/dev/null"},
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{main_class} failed: {out.stderr.strip()[-2000:]}")
+        return out.stdout
 
     def client_identity(self, cn: str) -> Identity:
         """A TLS user signed by the clients CA (no ACLs until someone grants them)."""
-        return Identity(
-            cn,
-            testpki.issue(self.clients_ca, cn, [], [], self.certs / "users", cn),
-            self.cluster_ca_file,
+        ca_dir = self.secret_dir(f"{self.fullname}-clients-ca-cert")
+        key_dir = self.secret_dir(f"{self.fullname}-clients-ca")
+        ca = pki_issue.signing_ca(
+            (ca_dir / "ca.crt").read_bytes(), (key_dir / "ca.key").read_bytes()
         )
+        pair = pki_issue.issue_leaf(ca, cn, [], [], dt.datetime.now(dt.UTC), 30)
+        folder = self.run_dir / "users"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{cn}.crt").write_bytes(pki_issue.cert_pem(pair.cert))
+        (folder / f"{cn}.key").write_bytes(pki_issue.key_pem(pair.key))
+        return Identity(cn, folder / f"{cn}.crt", folder / f"{cn}.key", self.cluster_ca_file)
 
     # ---- ZooKeeper --------------------------------------------------------------------------
-    def _zookeeper_pod(self, i: int) -> Pod:
-        name, myid = self.pod_name("zookeeper", i), i + 1
-        folder = self.run_dir / name
-        local = self.addr.local("zookeeper", i)
-        (folder / "data").mkdir(parents=True, exist_ok=True)
-        (folder / "data" / "myid").write_text(f"{myid}\n")
-        servers = "\n".join(
-            f"server.{j + 1}={local}:{28880 + j + 1}:{38880 + j + 1}"
-            for j in range(self.zookeepers)
-        )
-        (folder / "zoo.cfg").write_text(
-            f"""tickTime=2000
-initLimit=10
-syncLimit=5
-dataDir={folder / "data"}
-clientPort={ZK_LOCAL_CLIENT}
-clientPortAddress={local}
-admin.enableServer=false
-4lw.commands.whitelist=srvr,stat,ruok,mntr
-reconfigEnabled=false
-standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
-{servers}
-"""
-        )
-        zk = self._java(
-            "zookeeper",
-            folder,
-            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-            [str(folder / "zoo.cfg")],
-            self.zookeeper_heap,
-        )
-        cert = self.pod_certs[name]
-        sections = [
-            self._stunnel_server(
-                "client", self.addr.pod("zookeeper", i), ZK_CLIENT, local, ZK_LOCAL_CLIENT
-            ),
-            self._stunnel_server(
-                "quorum", self.addr.pod("zookeeper", i), ZK_QUORUM, local, 28880 + myid
-            ),
-            self._stunnel_server(
-                "election", self.addr.pod("zookeeper", i), ZK_ELECTION, local, 38880 + myid
-            ),
-        ]
-        for j in range(self.zookeepers):
-            if j == i:
-                continue
-            peer, check = self.addr.pod("zookeeper", j), self.pod_fqdn("zookeeper", j)
-            sections.append(
-                self._stunnel_client(
-                    f"quorum-{j + 1}", local, 28880 + j + 1, [f"{peer}:{ZK_QUORUM}"], check
-                )
-            )
-            sections.append(
-                self._stunnel_client(
-                    f"election-{j + 1}", local, 38880 + j + 1, [f"{peer}:{ZK_ELECTION}"], check
-                )
-            )
-        tls = self._stunnel(folder, cert, self.cluster_ca_file, sections)
-        return Pod(name, folder, [zk, tls])
-
     def zookeeper_mode(self, i: int) -> str | None:
-        """'leader', 'follower' or 'standalone' from ``srvr`` over mutual TLS; None if not serving."""
-        out = self.four_letter_word(i, "srvr")
-        for line in out.splitlines():
+        """'leader', 'follower' or 'standalone' from ``srvr`` over mutual TLS; None if not
+        serving."""
+        for line in self.four_letter_word(i, "srvr").splitlines():
             if line.startswith("Mode:"):
                 return line.split(":", 1)[1].strip()
         return None
 
     def four_letter_word(self, i: int, word: str) -> str:
         ctx = self.admin.ssl_context()
-        ctx.check_hostname = False  # we connect by address; the chain is still verified
-        with socket.create_connection((self.addr.pod("zookeeper", i), ZK_CLIENT), timeout=5) as raw:
-            with ctx.wrap_socket(raw) as s:
-                s.sendall(word.encode())
-                chunks = []
-                while data := s.recv(4096):
-                    chunks.append(data)
+        ctx.check_hostname = False  # reached by address; the chain is still verified
+        with (
+            socket.create_connection((self.addr.pod("zookeeper", i), ZK_CLIENT), timeout=5) as raw,
+            ctx.wrap_socket(raw) as s,
+        ):
+            s.sendall(word.encode())
+            chunks = []
+            while data := s.recv(4096):
+                chunks.append(data)
         return b"".join(chunks).decode()
 
     def wait_zookeeper_quorum(self, timeout: float = 120.0) -> None:
         def quorum():
-            modes = [
-                self.zookeeper_mode(i) if p.running() else None for i, p in enumerate(self.zk_pods)
-            ]
-            running = [m for p, m in zip(self.zk_pods, modes, strict=True) if p.running()]
-            return all(running) and (modes.count("leader") == 1 or modes == ["standalone"])
+            modes = [self.zookeeper_mode(i) for i, p in enumerate(self.zk_pods) if p.running()]
+            return all(modes) and (modes.count("leader") == 1 or modes == ["standalone"])
 
         wait_until(quorum, timeout, "a ZooKeeper quorum with every running node serving")
 
     # ---- Kafka ------------------------------------------------------------------------------
-    def broker_properties(self, i: int) -> dict[str, str]:
-        pod, local = self.addr.pod("kafka", i), self.addr.local("kafka", i)
-        cert = self.pod_certs[self.pod_name("kafka", i)]
-        min_isr = "2" if self.brokers >= 3 else "1"
-        rf = str(min(3, self.brokers))
-        props = {
-            "broker.id": str(i),
-            "zookeeper.connect": f"{local}:{ZK_CLIENT}",
-            "zookeeper.connection.timeout.ms": "30000",
-            "log.dirs": str(self.run_dir / self.pod_name("kafka", i) / "data"),
-            "listeners": f"REPLICATION://{pod}:{REPLICATION},TLS://{pod}:{TLS},SCRAM://{pod}:{SCRAM}",
-            "advertised.listeners": f"REPLICATION://{pod}:{REPLICATION},TLS://{pod}:{TLS},SCRAM://{pod}:{SCRAM}",
-            "listener.security.protocol.map": "REPLICATION:SSL,TLS:SSL,SCRAM:SASL_SSL",
-            "inter.broker.listener.name": "REPLICATION",
-            "listener.name.replication.ssl.client.auth": "required",
-            "listener.name.tls.ssl.client.auth": "required",
-            "listener.name.scram.sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.scram.scram-sha-512.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-            "ssl.keystore.type": "PKCS12",
-            "ssl.keystore.location": str(cert.p12),
-            "ssl.keystore.password": cert.password,
-            "ssl.truststore.type": "PEM",
-            "ssl.truststore.location": str(self.broker_trust_file),
-            "ssl.principal.mapping.rules": "RULE:^CN=([^,]+).*$/$1/,DEFAULT",
-            "authorizer.class.name": "kafka.security.authorizer.AclAuthorizer",
-            "allow.everyone.if.no.acl.found": "false",
-            "super.users": f"User:{self.fullname}-kafka;User:{self.fullname}-agents",
-            "default.replication.factor": rf,
-            "min.insync.replicas": min_isr,
-            "offsets.topic.replication.factor": rf,
-            "transaction.state.log.replication.factor": rf,
-            "transaction.state.log.min.isr": min_isr,
-            "auto.create.topics.enable": "false",
-            "unclean.leader.election.enable": "false",
-            # small and quick for a 2-core machine; the chart keeps Kafka's defaults
-            "offsets.topic.num.partitions": "6",
-            "group.initial.rebalance.delay.ms": "0",
-            "num.network.threads": "2",
-            "num.io.threads": "2",
-        }
-        props.update(self.broker_overrides)
-        return props
-
-    def _kafka_pod(self, i: int) -> Pod:
-        name = self.pod_name("kafka", i)
-        folder = self.run_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        self.write_broker_config(i)
-        kafka = self._java(
-            "kafka", folder, "kafka.Kafka", [str(folder / "server.properties")], self.broker_heap
-        )
-        zks = [f"{self.addr.pod('zookeeper', j)}:{ZK_CLIENT}" for j in range(self.zookeepers)]
-        check = f"{self.fullname}-zookeeper-client.{self.namespace}.svc"
-        sidecar = self._stunnel_client(
-            "zookeeper", self.addr.local("kafka", i), ZK_CLIENT, zks, check
-        )
-        tls = self._stunnel(folder, self.pod_certs[name], self.cluster_ca_file, [sidecar])
-        return Pod(name, folder, [kafka, tls])
-
     def write_broker_config(self, i: int) -> None:
-        props = self.broker_properties(i)
-        path = self.run_dir / self.pod_name("kafka", i) / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        """Kept for callers that changed ``broker_overrides``: a pod's config is planned afresh
+        at every start, so there is nothing to do ahead of it."""
 
     def bootstrap(self, port: int = TLS) -> str:
         return ",".join(f"{self.addr.pod('kafka', i)}:{port}" for i in range(self.brokers))
@@ -411,70 +456,6 @@ standaloneEnabled={"true" if self.zookeepers == 1 else "false"}
             lambda: self.registered_brokers() >= want, timeout, f"brokers {sorted(want)} registered"
         )
 
-    # ---- process helpers --------------------------------------------------------------------
-    def _java(self, role: str, folder: Path, main: str, args: list[str], heap: str) -> Proc:
-        log4j = folder / "log4j.properties"
-        log4j.write_text(_LOG4J)
-        argv = [
-            shutil.which("java") or "java",
-            f"-Xms{heap}",
-            f"-Xmx{heap}",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{log4j}",
-            "-Dzookeeper.jmx.log4j.disable=true",
-            "-cp",
-            f"{KAFKA_LIBS}/*",
-            main,
-            *args,
-        ]
-        return Proc(
-            f"{folder.name}/{role}",
-            argv,
-            folder / f"{role}.log",
-            cwd=folder,
-            tie_to_parent=self.tie_to_parent,
-            pidfile=folder / f"{role}.pid",
-        )
-
-    def _stunnel(
-        self, folder: Path, cert: testpki.LeafFiles, ca: Path, sections: list[str]
-    ) -> Proc:
-        conf = folder / "stunnel.conf"
-        conf.write_text(
-            f"""foreground = yes
-pid =
-debug = notice
-output = /dev/stdout
-cert = {cert.crt}
-key = {cert.key}
-CAfile = {ca}
-verifyChain = yes
-requireCert = yes
-sslVersionMin = TLSv1.2
-"""
-            + "".join(sections)
-        )
-        return Proc(
-            f"{folder.name}/tls-sidecar",
-            [shutil.which("stunnel") or "stunnel", str(conf)],
-            folder / "tls-sidecar.log",
-            tie_to_parent=self.tie_to_parent,
-            pidfile=folder / "tls-sidecar.pid",
-        )
-
-    @staticmethod
-    def _stunnel_server(name: str, host: str, port: int, to_host: str, to_port: int) -> str:
-        return f"\n[{name}]\naccept = {host}:{port}\nconnect = {to_host}:{to_port}\n"
-
-    @staticmethod
-    def _stunnel_client(
-        name: str, host: str, port: int, targets: list[str], check_host: str
-    ) -> str:
-        connects = "".join(f"connect = {t}\n" for t in targets)
-        return f"\n[{name}]\nclient = yes\naccept = {host}:{port}\n{connects}checkHost = {check_host}\n"
-
     def _write_state(self) -> None:
         state = {
             "run_dir": str(self.run_dir),
@@ -483,18 +464,6 @@ sslVersionMin = TLSv1.2
             "zookeeper": [self.addr.pod("zookeeper", i) for i in range(self.zookeepers)],
         }
         (self.run_dir / "cluster.json").write_text(json.dumps(state, indent=2))
-
-
-_LOG4J = """log4j.rootLogger=INFO, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.request.logger=WARN
-log4j.logger.state.change.logger=WARN
-log4j.logger.kafka.log.LogCleaner=WARN
-log4j.logger.org.apache.zookeeper=INFO
-log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
-"""
 
 
 def rss_bytes(pids: list[int]) -> int:

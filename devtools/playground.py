@@ -87,16 +87,8 @@ def _prepare_clients(cluster: LocalCluster) -> dict:
     for rtype in (ResourceType.TOPIC, ResourceType.GROUP):
         clients.grant(cluster, f"User:{DEMO_USER}", rtype, "*", [ACLOperation.ALL])
 
-    admin_p12 = cluster.admin.files
     mtls = HOME / "client-mtls.properties"
-    mtls.write_text(
-        "security.protocol=SSL\n"
-        "ssl.keystore.type=PKCS12\n"
-        f"ssl.keystore.location={admin_p12.p12}\n"
-        f"ssl.keystore.password={admin_p12.password}\n"
-        "ssl.truststore.type=PEM\n"
-        f"ssl.truststore.location={cluster.cluster_ca_file}\n"
-    )
+    shutil.copy(cluster.admin_properties, mtls)
     scram = HOME / "client-scram.properties"
     scram.write_text(
         "security.protocol=SASL_SSL\n"
@@ -134,13 +126,14 @@ def _prepare_clients(cluster: LocalCluster) -> dict:
         "bin": str(bin_dir),
         "logs": str(HOME),
         "ca": str(cluster.cluster_ca_file),
-        "admin_cert": str(cluster.admin.files.crt),
-        "admin_key": str(cluster.admin.files.key),
+        "admin_cert": str(cluster.admin.crt),
+        "admin_key": str(cluster.admin.key),
     }
 
 
 def _usage(info: dict) -> str:
     b = info["bin"]
+    scram = info["bootstrap_scram"].split(",")[0]
     took = f" (started in {info['seconds']} s)" if "seconds" in info else ""
     return f"""
 kairn playground is up{took}: 3 ZooKeeper nodes (mutual TLS through stunnel) and 3 Kafka 3.9
@@ -155,9 +148,9 @@ brokers (TLS listeners, SCRAM-SHA-512, ACL authorizer on).
 Try a topic:
   {b}/kafka-topics --bootstrap-server {info["bootstrap_tls"].split(",")[0]} \\
       --command-config {info["client_mtls"]} --create --topic demo.orders --partitions 3
-  echo hello | {b}/kafka-console-producer --bootstrap-server {info["bootstrap_scram"].split(",")[0]} \\
+  echo hello | {b}/kafka-console-producer --bootstrap-server {scram} \\
       --producer.config {info["client_scram"]} --topic demo.orders
-  {b}/kafka-console-consumer --bootstrap-server {info["bootstrap_scram"].split(",")[0]} \\
+  {b}/kafka-console-consumer --bootstrap-server {scram} \\
       --consumer.config {info["client_scram"]} --topic demo.orders --from-beginning --max-messages 1
 
 From Python (kafka-python):

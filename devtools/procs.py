@@ -8,6 +8,7 @@ records their pids instead, so ``make down`` can find them again.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -86,10 +87,8 @@ class Proc:
         if self._popen is None:
             return
         if self._popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._popen.wait(10)
         self._forget_pid()
 
@@ -114,10 +113,8 @@ def kill_pidfiles(folder: Path) -> list[str]:
         while pid and _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if pid and _alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         pidfile.unlink()
     return killed
 

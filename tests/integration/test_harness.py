@@ -77,8 +77,7 @@ def test_killed_broker_keeps_its_data_and_rejoins_the_isr(kafka_cluster):
     tls = {"bootstrap_servers": kafka_cluster.bootstrap(), **kafka_cluster.admin.ssl_kwargs()}
     clients.produce(topic, [f"before-{i}".encode() for i in range(50)], **tls)
     broker = kafka_cluster.kafka_pods[1]
-    data = broker.folder / "data"
-    segments_before = {p.name for p in data.glob(f"{topic}-*")}
+    segments_before = {p.name for p in broker.folder.rglob(f"{topic}-*")}
     assert segments_before, "the broker held no replica of the topic"
 
     broker.kill()
@@ -93,7 +92,7 @@ def test_killed_broker_keeps_its_data_and_rejoins_the_isr(kafka_cluster):
     broker.start()
     kafka_cluster.wait_brokers_registered(expected={0, 1, 2})
     clients.wait_in_sync(kafka_cluster, topic)
-    assert {p.name for p in data.glob(f"{topic}-*")} == segments_before
+    assert {p.name for p in broker.folder.rglob(f"{topic}-*")} == segments_before
     assert len(clients.consume(topic, 100, **tls)) == 100
 
 
