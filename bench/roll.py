@@ -1,0 +1,174 @@
+"""Benchmark: kairn's controller-aware roll vs a naive roll of the brokers, on one real cluster
+under one steady produce load (idempotent, acks=all, RF 3 / min ISR 2).
+
+- kairn: `kairn-roller roll` (brokers that are not the controller first, the controller last;
+  each restart only when no partition would fall below min ISR, the next one only when the
+  restarted broker is registered and back in every ISR).
+- naive: what a StatefulSet RollingUpdate does without Kafka knowledge, pushed to "as soon as
+  the process is up": ordinal order, the next broker as soon as the previous one's process runs.
+
+Reports for each: wall time, controller elections (/controller_epoch), produce errors,
+acknowledged messages lost, max and p99 produce latency during the roll. Prints the figures
+and writes them to bench/results/roll.json.
+
+Run: .venv/bin/python bench/roll.py   (or `make bench`)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import platform as host
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agents.roller import cli  # noqa: E402
+from agents.roller.local import LocalPlatform  # noqa: E402
+from agents.roller.model import KAFKA  # noqa: E402
+from agents.roller.zk import TlsFiles, ZooKeeper  # noqa: E402
+from bench.roll_load import Load, lost  # noqa: E402
+from devtools.cluster import LocalCluster, wait_until  # noqa: E402
+
+TOPICS = ["bench.roll.a", "bench.roll.b"]
+RATE = 50.0  # messages a second
+RESULTS = ROOT / "bench" / "results"
+
+
+def tls(c) -> TlsFiles:
+    return TlsFiles(str(c.cluster_ca_file), str(c.admin.crt), str(c.admin.key), False)
+
+
+def zookeeper(c) -> ZooKeeper:
+    return ZooKeeper([(c.addr.pod("zookeeper", i), 2181) for i in range(c.zookeepers)], tls(c))
+
+
+def client(c) -> dict:
+    return {"bootstrap_servers": c.bootstrap(), **c.admin.ssl_kwargs()}
+
+
+def all_in_sync(c) -> bool:
+    admin = c.admin_client(request_timeout_ms=5000)
+    try:
+        if {b["broker_id"] for b in admin.describe_cluster()["brokers"]} != set(range(c.brokers)):
+            return False
+        return all(
+            set(p["isr_nodes"]) == set(p["replica_nodes"])
+            for t in admin.describe_topics()
+            for p in t["partitions"]
+        )
+    finally:
+        admin.close()
+
+
+def kairn_roll(c) -> None:
+    platform = LocalPlatform(c)
+    platform.upgrade(KAFKA)
+    t = tls(c)
+    argv = [
+        "--bootstrap", c.bootstrap(),
+        "--zookeeper-nodes", ",".join(f"{h}:{p}" for h, p in zookeeper(c).nodes),
+        "--tls-ca-file", t.ca, "--tls-cert-file", t.cert, "--tls-key-file", t.key,
+        "--tls-check-hostname", "false", "--log-level", "warning", "roll",
+    ]  # fmt: skip
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = cli.main(argv, platform=platform)
+    if rc != 0:
+        raise RuntimeError(f"kairn roll failed: {err.getvalue().strip().splitlines()[-1]}")
+
+
+def naive_roll(c) -> None:
+    for pod in c.kafka_pods:
+        pod.stop()
+        pod.start()
+        wait_until(pod.running, 60, f"{pod.name} processes up")
+
+
+def measure(c, name: str, roll) -> dict:
+    wait_until(lambda: all_in_sync(c), 300, "every partition in sync before the roll")
+    zk = zookeeper(c)
+    epoch_before = zk.controller_epoch()
+    with Load(client(c), TOPICS, rate=RATE, tag=name) as load:
+        wait_until(lambda: load.acked_count() >= RATE, 60, "the load to run")
+        started = time.monotonic()
+        roll(c)
+        wall = time.monotonic() - started
+        result = load.stop()
+    wait_until(lambda: all_in_sync(c), 300, "every partition in sync after the roll")
+    missing = lost(client(c), result)
+    return {
+        "roll": name,
+        "wall_seconds": round(wall, 1),
+        "controller_elections": zk.controller_epoch() - epoch_before,
+        "produce_errors": len(result.errors),
+        "messages_sent": result.sent,
+        "messages_acked": sum(len(v) for v in result.acked.values()),
+        "messages_lost": sum(missing.values()),
+        "latency_max_ms": round(max(result.latencies, default=0) * 1000, 1),
+        "latency_p99_ms": round(result.percentile(0.99) * 1000, 1),
+        "first_errors": result.errors[:3],
+    }
+
+
+def main() -> int:
+    run_dir = ROOT / ".run" / "bench" / f"roll-{time.strftime('%Y%m%d-%H%M%S')}"
+    c = LocalCluster(run_dir)
+    try:
+        c.start()
+        admin = c.admin_client()
+        try:
+            admin.create_topics(
+                {
+                    t: {
+                        "num_partitions": 6,
+                        "replication_factor": 3,
+                        "configs": {"min.insync.replicas": 2},
+                    }
+                    for t in TOPICS
+                },
+                wait_for_metadata=True,
+            )
+        finally:
+            admin.close()
+        rows = [measure(c, "kairn", kairn_roll), measure(c, "naive", naive_roll)]
+    finally:
+        c.stop()
+    kairn, naive = rows
+    ratio = kairn["wall_seconds"] / naive["wall_seconds"] if naive["wall_seconds"] else None
+    cols = [
+        "wall_seconds",
+        "controller_elections",
+        "produce_errors",
+        "messages_lost",
+        "messages_acked",
+        "latency_max_ms",
+        "latency_p99_ms",
+    ]
+    print(f"{'roll of 3 brokers under load':32}" + "".join(f"{r['roll']:>12}" for r in rows))
+    for col in cols:
+        print(f"{col:32}" + "".join(f"{r[col]:>12}" for r in rows))
+    print(f"kairn wall time / naive wall time: {ratio:.2f}" if ratio else "")
+    for r in rows:
+        for e in r["first_errors"]:
+            print(f"  {r['roll']} error: {e}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {
+        "benchmark": "roll",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"cpus": __import__("os").cpu_count(), "python": host.python_version()},
+        "load": {"rate_per_second": RATE, "topics": TOPICS, "partitions": 6, "rf": 3, "min_isr": 2},
+        "results": rows,
+        "kairn_over_naive_wall_time": round(ratio, 2) if ratio else None,
+    }
+    (RESULTS / "roll.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written: {RESULTS / 'roll.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

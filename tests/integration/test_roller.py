@@ -1,0 +1,280 @@
+"""kairn-roller against the real cluster: the command's own code, with a Platform where
+deleting a pod stops its processes (controlled shutdown) and starts them again with the
+current configuration (agents.roller.local)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType
+
+from agents.roller import cli
+from agents.roller.kafka import Kafka
+from agents.roller.local import LocalPlatform
+from agents.roller.model import KAFKA, ZOOKEEPER
+from agents.roller.zk import TlsFiles, ZooKeeper
+from bench.roll_load import Load, lost
+from devtools.cluster import wait_until
+
+pytestmark = pytest.mark.kafka
+
+TOPICS = ["roller.a", "roller.b"]
+
+
+def zk_nodes(c) -> str:
+    return ",".join(f"{c.addr.pod('zookeeper', i)}:2181" for i in range(c.zookeepers))
+
+
+def tls(c) -> TlsFiles:
+    return TlsFiles(str(c.cluster_ca_file), str(c.admin.crt), str(c.admin.key))
+
+
+def base_args(c, pod_timeout: float = 180) -> list[str]:
+    t = tls(c)
+    return [
+        "--bootstrap", c.bootstrap(),
+        "--zookeeper-nodes", zk_nodes(c),
+        "--tls-ca-file", t.ca,
+        "--tls-cert-file", t.cert,
+        "--tls-key-file", t.key,
+        "--pod-timeout", str(pod_timeout),
+        "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def run(c, platform, *argv, pod_timeout: float = 180, capsys=None) -> tuple[int, str]:
+    if capsys:
+        capsys.readouterr()
+    rc = cli.main([*base_args(c, pod_timeout), *argv], platform=platform)
+    err = capsys.readouterr().err if capsys else ""
+    return rc, err
+
+
+def client(c) -> dict:
+    return {"bootstrap_servers": c.bootstrap(), **c.admin.ssl_kwargs()}
+
+
+def all_in_sync(c) -> bool:
+    admin = c.admin_client(request_timeout_ms=5000)
+    try:
+        registered = {b["broker_id"] for b in admin.describe_cluster()["brokers"]}
+        if registered != set(range(c.brokers)):
+            return False
+        return all(
+            set(p["isr_nodes"]) == set(p["replica_nodes"])
+            for t in admin.describe_topics()
+            for p in t["partitions"]
+        )
+    finally:
+        admin.close()
+
+
+def heal(c) -> None:
+    """Every pod running with the default configuration, every partition in sync."""
+    for p in c.zk_pods:
+        if not p.running():
+            p.stop()
+            p.start()
+    c.wait_zookeeper_quorum(120)
+    for p in c.kafka_pods:
+        if not p.running():
+            p.stop()  # what is left of it (its sidecar)
+            p.start()
+    wait_until(lambda: all_in_sync(c), 240, "every broker registered and every partition in sync")
+
+
+@pytest.fixture(scope="module")
+def cluster(kafka_cluster):
+    admin = kafka_cluster.admin_client()
+    try:
+        have = set(admin.list_topics())
+        new = {
+            t: {"num_partitions": 6, "replication_factor": 3, "configs": {"min.insync.replicas": 2}}
+            for t in TOPICS
+            if t not in have
+        }
+        if new:
+            admin.create_topics(new, wait_for_metadata=True)
+    finally:
+        admin.close()
+    heal(kafka_cluster)
+    return kafka_cluster
+
+
+@pytest.fixture
+def platform(cluster):
+    p = LocalPlatform(cluster, grace=60)
+    yield p
+    cluster.broker_overrides.clear()
+    heal(cluster)
+
+
+def zk(c) -> ZooKeeper:
+    return ZooKeeper([(c.addr.pod("zookeeper", i), 2181) for i in range(c.zookeepers)], tls(c))
+
+
+def controller(c) -> int:
+    k = Kafka(c.bootstrap(), tls(c))
+    try:
+        return k.view(with_partitions=False).controller
+    finally:
+        k.close()
+
+
+def zk_leader(c) -> int:
+    modes = [c.zookeeper_mode(i) for i in range(c.zookeepers)]
+    return modes.index("leader")
+
+
+# ---- the roll -------------------------------------------------------------------------------
+def test_nothing_outdated_restarts_nothing(cluster, platform, capsys):
+    rc, err = run(cluster, platform, "roll", capsys=capsys)
+    assert rc == 0, err
+    assert platform.deleted == []
+
+
+def test_zookeeper_roll_restarts_the_leader_last(cluster, platform, capsys):
+    leader = zk_leader(cluster)
+    platform.upgrade(ZOOKEEPER)
+    rc, err = run(cluster, platform, "roll", capsys=capsys)
+    assert rc == 0, err
+    assert len(platform.deleted) == 3
+    assert platform.deleted[-1] == f"kairn-zookeeper-{leader}"
+    assert all(r == "Restarting" for _, r, _ in platform.events)
+    modes = sorted(cluster.zookeeper_mode(i) for i in range(3))
+    assert modes == ["follower", "follower", "leader"]
+
+
+def test_full_roll_under_load_loses_nothing_and_elects_once(cluster, platform, capsys):
+    zk_leader_before, controller_before = zk_leader(cluster), controller(cluster)
+    epoch_before = zk(cluster).controller_epoch()
+    platform.upgrade(ZOOKEEPER)
+    platform.upgrade(KAFKA)
+    with Load(client(cluster), TOPICS, rate=40, tag="full") as load:
+        wait_until(lambda: load.acked_count() >= 40, 60, "the load to be acknowledged")
+        rc, err = run(cluster, platform, "--log-level", "info", "roll", capsys=capsys)
+        result = load.stop()
+    assert rc == 0, err
+    epoch_after = zk(cluster).controller_epoch()
+    kafka_order = [n for n in platform.deleted if "-kafka-" in n]
+    zk_order = [n for n in platform.deleted if "-zookeeper-" in n]
+    assert platform.deleted == zk_order + kafka_order  # ZooKeeper first
+    assert zk_order[-1] == f"kairn-zookeeper-{zk_leader_before}"
+    assert kafka_order[-1] == f"kairn-kafka-{controller_before}"
+    assert len(kafka_order) == 3 and len(zk_order) == 3
+    assert epoch_after - epoch_before == 1, (epoch_before, epoch_after)
+    assert result.errors == []
+    assert sum(len(v) for v in result.acked.values()) > 100
+    assert lost(client(cluster), result) == dict.fromkeys(TOPICS, 0)
+    # one JSON log line per step, an Event per restart
+    assert err.count('"step": "restart"') == 6 and err.count('"step": "back"') == 6
+    assert [r for _, r, _ in platform.events].count("Restarting") == 6
+
+
+def test_renewed_certificates_restart_only_that_pod(cluster, platform, capsys):
+    platform.renewed = {"kairn-kafka-1"}
+    rc, err = run(cluster, platform, "roll", capsys=capsys)
+    assert rc == 0, err
+    assert platform.deleted == ["kairn-kafka-1"]
+
+
+def test_refuses_below_min_isr_with_a_broker_down(cluster, platform, capsys):
+    down = (controller(cluster) + 1) % 3
+    cluster.kafka_pods[down].stop()
+    platform.upgrade(KAFKA)
+    platform.mark_current(f"kairn-kafka-{down}")  # its replacement is what failed to come back
+    wait_until(lambda: not all_in_sync(cluster), 60, "partitions to lose an in-sync replica")
+    rc, err = run(cluster, platform, "roll", pod_timeout=8, capsys=capsys)
+    assert rc == 1
+    last = err.strip().splitlines()[-1]
+    assert "may not restart" in last and "partition roller." in last, last
+    assert "min.insync.replicas=2" in last
+    assert platform.deleted == []
+
+
+def test_broker_that_does_not_come_back_stops_the_roll(cluster, platform, capsys):
+    first = min({0, 1, 2} - {controller(cluster)})
+    cluster.broker_overrides["num.io.threads"] = "0"  # Kafka refuses to start with it
+    uids = {p.name: p.uid for p in platform.pods(KAFKA)}
+    rc, err = run(cluster, platform, "roll", pod_timeout=25, capsys=capsys)
+    assert rc == 1
+    last = err.strip().splitlines()[-1]
+    assert f"roll stopped at kairn-kafka-{first}" in last and "timed out" in last, last
+    assert platform.deleted == [f"kairn-kafka-{first}"]
+    after = {p.name: p.uid for p in platform.pods(KAFKA)}
+    untouched = [n for n in uids if n != f"kairn-kafka-{first}"]
+    assert all(after[n] == uids[n] for n in untouched)
+    assert all(cluster.kafka_pods[int(n[-1])].running() for n in untouched)
+    assert [r for _, r, _ in platform.events][-1] == "RollFailed"
+
+
+def test_only_dynamic_config_changed_alters_configs_and_restarts_nothing(cluster, platform, capsys):
+    cluster.broker_overrides["log.cleaner.threads"] = "2"
+    k = Kafka(cluster.bootstrap(), tls(cluster))
+    try:
+        rc, err = run(cluster, platform, "roll", capsys=capsys)
+        assert rc == 0, err
+        assert platform.deleted == []
+        assert [r for _, r, _ in platform.events] == ["Reconfigured"] * 3
+        assert all(k.broker_config(b).get("log.cleaner.threads") == "2" for b in range(3))
+    finally:
+        k.close()
+        admin = cluster.admin_client()
+        try:
+            admin.alter_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.BROKER,
+                        str(b),
+                        {"log.cleaner.threads": (AlterConfigOp.DELETE, None)},
+                    )
+                    for b in range(3)
+                ],
+                incremental=True,
+            )
+        finally:
+            admin.close()
+
+
+def test_static_config_change_restarts_every_broker(cluster, platform, capsys):
+    cluster.broker_overrides["auto.leader.rebalance.enable"] = "true"  # static, same as default
+    rc, err = run(cluster, platform, "roll", capsys=capsys)
+    assert rc == 0, err
+    assert sorted(platform.deleted) == [f"kairn-kafka-{i}" for i in range(3)]
+
+
+# ---- preflight ------------------------------------------------------------------------------
+def test_preflight_passes_on_a_healthy_cluster(cluster, platform, capsys):
+    rc, err = run(cluster, platform, "preflight", capsys=capsys)
+    assert rc == 0, err
+
+
+def test_preflight_fails_on_under_replicated_partitions(cluster, platform, capsys):
+    down = (controller(cluster) + 1) % 3
+    cluster.kafka_pods[down].stop()
+    wait_until(lambda: not all_in_sync(cluster), 60, "partitions to lose an in-sync replica")
+    rc, err = run(cluster, platform, "preflight", capsys=capsys)
+    assert rc == 1
+    lines = [line for line in err.splitlines() if line.startswith("kairn-roller: preflight:")]
+    assert any("under-replicated partitions: " in line and "roller.a-" in line for line in lines)
+    assert any(f"brokers [{down}] are not registered" in line for line in lines)
+    assert any(f"kafka pod kairn-kafka-{down} is not Ready" in line for line in lines)
+
+
+def test_preflight_fails_on_a_missing_zookeeper_follower_and_waits(cluster, platform, capsys):
+    leader = zk_leader(cluster)
+    follower = (leader + 1) % 3
+    cluster.zk_pods[follower].stop()
+    rc, err = run(cluster, platform, "preflight", capsys=capsys)
+    assert rc == 1
+    assert f"ZooKeeper node {follower} is not serving" in err
+    assert "of 2 followers synced" in err
+    # --wait: the follower comes back while preflight retries
+    timer = threading.Timer(3, cluster.zk_pods[follower].start)
+    timer.start()
+    try:
+        rc, err = run(cluster, platform, "preflight", "--wait", "120", capsys=capsys)
+    finally:
+        timer.join()
+    assert rc == 0, err
