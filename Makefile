@@ -9,9 +9,9 @@ STAMP   := .tools/.setup-done
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.venv/bin:$(PATH)
 
 SETUP_INPUTS := requirements.txt constraints.txt pyproject.toml tools/kafka/pom.xml \
-                tools/go/helm-unittest/go.mod $(wildcard scripts/setup-*.sh)
+                $(wildcard tools/go/*/go.mod tools/go/kube/*/go.mod) $(wildcard scripts/setup-*.sh)
 
-.PHONY: help setup test test-unit test-chart test-integration test-e2e lint up down bench lock
+.PHONY: help setup test test-unit test-chart test-integration test-e2e cluster-up cluster-down lint up down bench lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -21,6 +21,8 @@ setup: ## install everything into .venv/ and .tools/ (idempotent; a second run i
 	@scripts/setup-python.sh
 	@scripts/setup-kafka.sh
 	@scripts/setup-go-tools.sh
+	@scripts/setup-kube.sh
+	@scripts/setup-checkov.sh
 	@touch $(STAMP)
 
 # `make test` and `make up` work on a fresh machine: they run setup once, through this stamp.
@@ -33,10 +35,22 @@ test: $(STAMP) ## every test tier; fails when a tier fails or runs no test
 test-unit: $(STAMP) ## pure logic only (seconds)
 	@scripts/run-tests.sh unit
 
+test-chart: $(STAMP) ## helm-unittest, values matrix with Helm 3 and 4, schemas, checkov
+	@scripts/run-tests.sh chart
+
 test-integration: $(STAMP) ## against a real TLS ZooKeeper + 3-broker Kafka cluster
 	@scripts/run-tests.sh integration
 
-lint: $(STAMP) ## ruff, yamllint (helm lint and hadolint once the chart and image exist)
+test-e2e: $(STAMP) ## against a real local Kubernetes control plane (and the real Kafka cluster)
+	@scripts/run-tests.sh e2e
+
+cluster-up: $(STAMP) ## start the local Kubernetes control plane in .run/kube (kubeconfig printed)
+	@$(PY) -m devtools.kube up .run/kube
+
+cluster-down: $(STAMP) ## stop the local Kubernetes control plane
+	@$(PY) -m devtools.kube down .run/kube
+
+lint: $(STAMP) ## ruff, yamllint, helm lint (Helm 3 and 4), hadolint
 	@scripts/lint.sh
 
 up: $(STAMP) ## start the local playground cluster in the background and print how to connect

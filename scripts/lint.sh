@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-set -euo pipefail
+# Every linter, all of them run even when one fails; the exit status says whether any failed.
+set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export PATH="$root/.tools/bin:$root/.venv/bin:$PATH"
-ruff check agents devtools tests bench
-ruff format --check agents devtools tests bench
-yamllint -s -c .yamllint.yaml .
+failed=()
+check() { local name=$1; shift; echo "=== $name"; "$@" || failed+=("$name"); }
+
+check "ruff check" ruff check agents devtools tests bench
+check "ruff format" ruff format --check agents devtools tests bench
+check yamllint yamllint -s -c .yamllint.yaml .
+check "helm lint (Helm 3)" helm lint --strict chart
+check "helm lint (Helm 4)" helm4 lint --strict chart
+check hadolint hadolint Dockerfile
+
+if [ ${#failed[@]} -gt 0 ]; then echo "lint failed: ${failed[*]}"; exit 1; fi
+echo "lint clean"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# checkov (security checks of the rendered manifests and the Dockerfile) in a venv of its own,
+# because it pins many packages of its own.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.tools/checkov-venv"
+CHECKOV_VERSION=3.3.30
+if [ "$("$venv/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  echo "installing checkov $CHECKOV_VERSION"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
