@@ -8,7 +8,8 @@ import uuid
 import pytest
 from kubernetes import client
 
-from devtools.kube import ControlPlane
+# The session's control plane, shared with other tiers through the plugin.
+from devtools.kube.pytest_plugin import kube  # noqa: F401
 
 
 def pytest_collection_modifyitems(items):
@@ -18,20 +19,7 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def kube(tmp_path_factory) -> ControlPlane:
-    cp = ControlPlane(tmp_path_factory.mktemp("kube"), nodes=3, die_with_parent=True)
-    cp.start()
-    print(
-        f"control plane usable after {cp.timings['usable']:.1f}s "
-        f"(API server ready after {cp.timings['api_ready']:.1f}s)"
-    )
-    yield cp
-    cp.stop()
-    assert not cp.running()
-
-
-@pytest.fixture(scope="session")
-def api(kube) -> client.ApiClient:
+def api(kube) -> client.ApiClient:  # noqa: F811
     c = kube.api_client()
     yield c
     c.close()
