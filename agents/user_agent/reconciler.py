@@ -1,8 +1,8 @@
 """One reconcile of a batch of user ConfigMaps.
 
-parse and validate (pure) -> finalizers -> read the users' Secrets, referenced password
-Secrets and the clients CA -> read Kafka (SCRAM credentials, ACLs, quotas: one request each
-per batch) -> plan (pure) -> apply -> report.
+parse and validate (pure) -> read the users' Secrets, referenced password Secrets and the
+clients CA -> read Kafka (SCRAM credentials, ACLs, quotas: one request each per batch) ->
+plan -> finalizers -> apply -> report.
 
 Applying keeps "an Error changes nothing": everything that can be checked is checked before
 the first write (spec, reserved names, Secret owned by someone else, referenced password,
@@ -171,8 +171,6 @@ class UserReconciler:
 
         if deletions:
             self._delete(deletions, out)
-        if items:
-            items = self._finalizers(items, out)
         if items:
             self._sync(items, out, report)
         errors = self.reporter.report_many(reports)
@@ -411,6 +409,9 @@ class UserReconciler:
                     fail(it, e.reason, e.message)
                 continue
             planned.append(it)
+
+        # the finalizer goes on before anything is created, so a deletion cleans up
+        planned = self._finalizers(planned, out)
 
         # quota values Kafka would refuse: checked before anything is written
         checks = {it.spec.name: it.quota_ops for it in planned if it.quota_ops}
