@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -311,11 +312,13 @@ class LocalCluster:
         self.wait_ready(timeout)
         self._write_state()
 
-    def stop(self) -> None:
-        for p in self.kafka_pods:
-            p.stop()
-        for p in self.zk_pods:
-            p.stop()
+    def stop(self, grace: float = 15.0) -> None:
+        """The whole cluster: every broker at once, then ZooKeeper. The last broker standing
+        cannot hand its leaderships to anyone, so its controlled shutdown would retry for ~50 s
+        (10 x 5 s); after ``grace`` it is killed, as a kubelet would after the grace period."""
+        for pods in (self.kafka_pods, self.zk_pods):
+            with ThreadPoolExecutor(len(pods)) as pool:
+                list(pool.map(lambda p: p.stop(grace), pods))
 
     def kill_all(self) -> None:
         for p in self.kafka_pods + self.zk_pods:

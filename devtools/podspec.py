@@ -52,10 +52,14 @@ class PodRun:
 
 def localize(text: str, mounts: dict[str, Path], hosts: dict[str, str], address: str) -> str:
     """Rewrite one pod's text (a config file, an argument) for the local machine."""
-    for mount in sorted(mounts, key=len, reverse=True):
-        text = re.sub(re.escape(mount) + r"(?=/|\b|$)", str(mounts[mount]), text)
-    for host in sorted(hosts, key=len, reverse=True):
-        text = re.sub(r"(?<![\w.-])" + re.escape(host) + r"(?![\w-])", hosts[host], text)
+    # one pass each, longest first, so that a replacement is never rewritten again (a run folder
+    # under /tmp must survive a pod that mounts something at /tmp)
+    if mounts:
+        paths = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+        text = re.sub(f"({paths})(?=/|\\b|$)", lambda m: str(mounts[m.group(1)]), text)
+    if hosts:
+        names = "|".join(re.escape(h) for h in sorted(hosts, key=len, reverse=True))
+        text = re.sub(f"(?<![\\w.-])({names})(?![\\w-])", lambda m: hosts[m.group(1)], text)
     text = re.sub(r"(?<![\d.])127\.0\.0\.1(?![\d])", address, text)
     text = re.sub(r"://:(\d+)", rf"://{address}:\1", text)  # Kafka listeners on all interfaces
     return re.sub(
