@@ -20,7 +20,7 @@ from kubernetes import client
 
 from agents.common.settings import Settings
 from agents.topic_agent.main import TopicAgent
-from devtools.cluster import LocalCluster
+from devtools.cluster import LocalCluster, wait_until
 
 from .helpers import gone, wait_for
 
@@ -292,7 +292,7 @@ BAD_SPECS = [
         "Unknown topic config name",
     ),
     ("bad-value", {"config": {"retention.ms": "soon"}}, "InvalidConfig", "retention.ms"),
-    ("too-many-replicas", {"replicas": 5}, None, "replication factor"),
+    ("too-many-replicas", {"replicas": 5}, None, "Replication factor: 5 larger"),
 ]
 
 
@@ -517,6 +517,9 @@ def test_kill_9_mid_batch_then_converge(core, namespace, kafka_cluster, kube, to
 
 
 def test_a_broker_down_during_reconcile(core, namespace, kafka_cluster, start_agent, topic):
+    """With broker 2 gone, changes that two brokers can carry are applied; a new topic with
+    three replicas waits (Pending, retried with backoff) and is created once the broker is
+    back."""
     start_agent()
     name = topic("brokerdown")
     core.create_namespaced_config_map(
@@ -526,27 +529,35 @@ def test_a_broker_down_during_reconcile(core, namespace, kafka_cluster, start_ag
     pod = kafka_cluster.kafka_pods[2]
     pod.kill()
     try:
+        wait_until(
+            lambda: kafka_cluster.registered_brokers() == {0, 1}, 120, "broker 2 unregistered"
+        )
         set_spec(
             core,
             namespace,
             "bd",
             {
                 "topicName": name,
-                "partitions": 4,
+                "partitions": 2,
                 "replicas": 3,
                 "config": {"retention.ms": 7200000},
             },
         )
-        # the config change goes through; new partitions need three live brokers
+        new = topic("brokerdown.new")
+        core.create_namespaced_config_map(
+            namespace, cm_body("bd-new", {"topicName": new, "partitions": 1, "replicas": 3})
+        )
         wait_for(
             "config applied",
             lambda: describe(kafka_cluster, name)["config"].get("retention.ms") == "7200000",
             timeout=120,
         )
-        st = wait_state(core, namespace, "bd", "Pending", "NotEnoughBrokers", timeout=120)
-        assert "brokers" in st["message"]
+        st = wait_state(core, namespace, "bd-new", "Pending", "NotEnoughBrokers", timeout=120)
+        assert "larger than available brokers: 2" in st["message"]
+        assert describe(kafka_cluster, new) is None
     finally:
         pod.start()
         kafka_cluster.wait_brokers_registered(180, expected={0, 1, 2})
-    wait_state(core, namespace, "bd", "Ready", timeout=180)
-    assert describe(kafka_cluster, name)["partitions"] == 4
+    wait_state(core, namespace, "bd-new", "Ready", timeout=180)
+    wait_state(core, namespace, "bd", "Ready")
+    wait_until(lambda: describe(kafka_cluster, new)["rf"] == 3, 60, "the new topic with RF 3")
