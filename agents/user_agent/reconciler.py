@@ -41,6 +41,7 @@ FORCE_RENEW = "kairn.dev/force-renew"
 # up to this many users, Secrets are read one by one; above, the namespace's are listed
 GET_LIMIT = 20
 PAGE = 500
+ACL_CHUNK = 1000  # ACLs per CreateAcls / DeleteAcls request
 
 log = get_logger("kairn.user-agent")
 
@@ -442,14 +443,20 @@ class UserReconciler:
         creates = [(it, a) for it in planned for a in it.acl_create]
         deletes = [(it, a) for it in planned for a in it.acl_delete]
         refused: dict[str, str] = {}
-        if creates:
-            res = self.kafka.call("create_acls", lambda a: a.create_acls([x for _, x in creates]))
-            for (it, _acl), err in zip(creates, res, strict=True):
+        for i in range(0, len(creates), ACL_CHUNK):
+            chunk = creates[i : i + ACL_CHUNK]
+            res = self.kafka.call(
+                "create_acls", lambda a, c=chunk: a.create_acls([x for _, x in c])
+            )
+            for (it, _acl), err in zip(chunk, res, strict=True):
                 if err is not None:
                     refused.setdefault(it.key, f"Kafka refused an ACL of {it.spec.name}: {err}")
-        if deletes:
-            res = self.kafka.call("delete_acls", lambda a: a.delete_acls([x for _, x in deletes]))
-            for (it, _acl), err in zip(deletes, res, strict=True):
+        for i in range(0, len(deletes), ACL_CHUNK):
+            chunk = deletes[i : i + ACL_CHUNK]
+            res = self.kafka.call(
+                "delete_acls", lambda a, c=chunk: a.delete_acls([x for _, x in c])
+            )
+            for (it, _acl), err in zip(chunk, res, strict=True):
                 if err is not None:
                     refused.setdefault(
                         it.key, f"Kafka did not delete an ACL of {it.spec.name}: {err}"

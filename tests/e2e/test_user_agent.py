@@ -28,7 +28,7 @@ from agents.pki import issue as pki
 from agents.user_agent.kafka_users import UserAdmin
 from agents.user_agent.main import UserAgent
 from devtools.clients import create_topic, produce, scram_kwargs
-from devtools.cluster import LocalCluster
+from devtools.cluster import LocalCluster, helm_template
 
 from .helpers import gone, wait_for
 
@@ -588,6 +588,71 @@ def test_pause_leaves_the_user_alone(core, ns, kafka_cluster, start_agent):
         "the new quota",
         lambda: kafka_view(kafka_cluster, "heidi")["quotas"] == {"producer_byte_rate": 9000.0},
     )
+
+
+# ---- the chart's own Role and environment ---------------------------------------------------
+def test_runs_with_the_charts_role_and_environment(core, api, ns, kafka_cluster, kube, tmp_path):
+    """The agent as the chart deploys it: the chart's ServiceAccount, Role and RoleBinding (so
+    nothing beyond them is needed) and the chart's environment for the user-agent container,
+    with only in-cluster paths and addresses replaced by the harness's."""
+    docs = helm_template(CLUSTER, ns, {})
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    rbac = client.RbacAuthorizationV1Api(api)
+    core.create_namespaced_service_account(ns, by[("ServiceAccount", f"{FULLNAME}-agents")])
+    rbac.create_namespaced_role(ns, by[("Role", f"{FULLNAME}-agents")])
+    rbac.create_namespaced_role_binding(ns, by[("RoleBinding", f"{FULLNAME}-agents")])
+    deployment = by[("Deployment", f"{FULLNAME}-agents")]
+    (container,) = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "user-agent"
+    ]
+    assert container["command"] == ["kairn-user-agent"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # every variable the chart sets is one the command reads
+    from agents.user_agent.main import parser
+
+    help_text = parser().format_help().replace("\n", " ")
+    for name in env:
+        assert f"[{name}]" in help_text, name
+    tls = kafka_cluster.admin.ssl_kwargs()
+    env.update(
+        KAIRN_NAMESPACE=ns,
+        KAIRN_BOOTSTRAP=kafka_cluster.bootstrap(),
+        KAIRN_TLS_CA_FILE=tls["ssl_cafile"],
+        KAIRN_TLS_CERT_FILE=tls["ssl_certfile"],
+        KAIRN_TLS_KEY_FILE=tls["ssl_keyfile"],
+        KAIRN_HTTP_PORT="0",
+        KAIRN_HTTP_HOST="127.0.0.1",
+    )
+    kubeconfig = kube.service_account_kubeconfig(tmp_path / "kc", ns, f"{FULLNAME}-agents")
+    log_path = tmp_path / "chart-role.log"
+    LOGS.append(log_path)
+    bin_ = str(ROOT / ".venv" / "bin" / "kairn-user-agent")
+    run_env = {**os.environ, **env, "KUBECONFIG": str(kubeconfig)}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([bin_], env=run_env, stderr=log)
+        try:
+            core.create_namespaced_config_map(
+                ns, cm_body("kim", scram_user([topic_acl(f"{ns}.k", ["Read"])]))
+            )
+            core.create_namespaced_config_map(
+                ns, cm_body("lee", {"authentication": {"type": "tls"}})
+            )
+            for n in ("kim", "lee"):
+                wait_state(core, ns, n, "Ready", timeout=120)
+                secret_data(core, ns, n)
+            assert ("Normal", "UserReady") in events_of(core, ns, "kim")
+            core.delete_namespaced_config_map("kim", ns)
+            wait_for(
+                "kim gone",
+                lambda: gone(lambda: core.read_namespaced_config_map("kim", ns)),
+                timeout=60,
+            )
+            assert gone(lambda: core.read_namespaced_secret("kim", ns))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+    assert "forbidden" not in log_path.read_text().lower()
+    assert kafka_view(kafka_cluster, "kim") == {"scram": [], "acls": [], "quotas": {}}
 
 
 # ---- no secret in any log, event or annotation (keep last) ------------------------------------

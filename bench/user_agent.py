@@ -1,0 +1,243 @@
+"""Benchmark: kairn-user-agent from a cold start. 1,000 user ConfigMaps (SCRAM-SHA-512, 5 ACLs
+each) exist before the agent starts; the figure is the time from starting the agent process to
+every ConfigMap Ready, and the agent's peak resident memory meanwhile. Then a restart with
+everything in place: time until /readyz answers 200 (first full sync done, nothing to change).
+
+Runs the real parts: the harness's TLS Kafka cluster (3 ZooKeeper + 3 brokers from the chart)
+and the local control plane. Prints the figures and writes bench/results/user_agent.json.
+
+Run: .venv/bin/python bench/user_agent.py [--users 1000] [--auth scram-sha-512|tls]
+(or `make bench`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kubernetes import client  # noqa: E402
+
+from agents.user_agent.kafka_users import UserAdmin  # noqa: E402
+from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
+from devtools.kube import ControlPlane  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+NS = "bench"
+CLUSTER = FULLNAME = "kairn"
+
+
+def spec(i: int, auth: str) -> str:
+    user = f"user-{i:05d}"
+    return yaml.safe_dump(
+        {
+            "authentication": {"type": auth},
+            "authorization": {
+                "type": "simple",
+                "acls": [
+                    {
+                        "resource": {
+                            "type": "topic",
+                            "name": f"bench.{user}.",
+                            "patternType": "prefix",
+                        },
+                        "operations": ["Read", "Write", "Describe"],
+                    },
+                    {"resource": {"type": "group", "name": user}, "operations": ["Read"]},
+                    {
+                        "resource": {
+                            "type": "transactionalId",
+                            "name": user,
+                            "patternType": "prefix",
+                        },
+                        "operations": ["Write"],
+                    },
+                ],
+            },
+            "quotas": {"producerByteRate": 1048576},
+        }
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ready_count(core: client.CoreV1Api) -> int:
+    resp = core.list_namespaced_config_map(
+        NS, label_selector="kairn.dev/state=Ready", _preload_content=False
+    )
+    return len(json.loads(resp.data)["items"])
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of one process, sampled every 0.1 s."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, rss_bytes([self.pid]))
+            self.stop.wait(0.1)
+
+
+def readyz(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--auth", default="scram-sha-512", choices=["scram-sha-512", "tls"])
+    args = ap.parse_args()
+    work = ROOT / ".run" / f"bench-user-agent-{os.getpid()}"
+    work.mkdir(parents=True)
+    cluster = LocalCluster(work / "kafka")
+    kube = ControlPlane(work / "kube", nodes=1, die_with_parent=True)
+    procs: list[subprocess.Popen] = []
+    try:
+        cluster.start()
+        kube.start()
+        api = kube.api_client()
+        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
+        core = client.CoreV1Api(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+        for name, keys in (
+            (f"{FULLNAME}-clients-ca-cert", ("ca.crt",)),
+            (f"{FULLNAME}-clients-ca", ("ca.key",)),
+        ):
+            folder = cluster.secret_dir(name)
+            data = {k: base64.b64encode((folder / k).read_bytes()).decode() for k in keys}
+            core.create_namespaced_secret(
+                NS, client.V1Secret(metadata=client.V1ObjectMeta(name=name), data=data)
+            )
+
+        def create(i: int) -> None:
+            core.create_namespaced_config_map(
+                NS,
+                client.V1ConfigMap(
+                    metadata=client.V1ObjectMeta(
+                        name=f"user-{i:05d}",
+                        labels={"kairn.dev/cluster": CLUSTER, "kairn.dev/type": "user"},
+                    ),
+                    data={"spec": spec(i, args.auth)},
+                ),
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(args.users)))
+
+        tls = cluster.admin.ssl_kwargs()
+        port = free_port()
+        env = {
+            **os.environ,
+            "KAIRN_CLUSTER": CLUSTER,
+            "KAIRN_FULLNAME": FULLNAME,
+            "KAIRN_NAMESPACE": NS,
+            "KAIRN_BOOTSTRAP": cluster.bootstrap(),
+            "KAIRN_TLS_CA_FILE": tls["ssl_cafile"],
+            "KAIRN_TLS_CERT_FILE": tls["ssl_certfile"],
+            "KAIRN_TLS_KEY_FILE": tls["ssl_keyfile"],
+            "KAIRN_HTTP_PORT": str(port),
+            "KAIRN_RESYNC_SECONDS": "300",
+            "KAIRN_CLIENTS_CA_CERT_SECRET": f"{FULLNAME}-clients-ca-cert",
+            "KAIRN_CLIENTS_CA_SECRET": f"{FULLNAME}-clients-ca",
+            "KUBECONFIG": str(kube.kubeconfig),
+        }
+        bin_ = str(ROOT / ".venv" / "bin" / "kairn-user-agent")
+
+        def run_agent(label: str, until, timeout: float) -> tuple[float, int]:
+            with open(work / f"{label}.log", "w") as log:
+                started = time.monotonic()
+                proc = subprocess.Popen([bin_], env=env, stderr=log)
+                procs.append(proc)
+                sampler = Sampler(proc.pid)
+                sampler.start()
+                try:
+                    while not until():
+                        if time.monotonic() - started > timeout:
+                            raise TimeoutError(f"{label}: not done after {timeout}s")
+                        if proc.poll() is not None:
+                            raise RuntimeError(f"{label}: the agent exited ({proc.returncode})")
+                        time.sleep(0.2)
+                    elapsed = time.monotonic() - started
+                finally:
+                    sampler.stop.set()
+                    sampler.join()
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(60)
+            return elapsed, sampler.peak
+
+        cold, cold_rss = run_agent("cold", lambda: ready_count(core) == args.users, 900)
+        restart, restart_rss = run_agent("restart", lambda: readyz(port), 300)
+
+        ua = UserAdmin({"bootstrap_servers": cluster.bootstrap().split(","), **tls})
+        try:
+            names = {f"user-{i:05d}" for i in range(args.users)}
+            scram = set(ua.describe_scram()) & names
+            acls = sum(len(v) for p, v in ua.describe_acls().items() if p[5:] in names)
+            quotas = set(ua.describe_quotas()) & names
+        finally:
+            ua.close()
+        errors = sum(
+            1 for line in (work / "cold.log").read_text().splitlines() if '"level": "error"' in line
+        )
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        kube.stop()
+        cluster.stop()
+    figures = {
+        "users": args.users,
+        "acls_per_user": 5,
+        "authentication": args.auth,
+        "cold_start_to_all_ready_seconds": round(cold, 1),
+        "cold_start_peak_rss_mib": round(cold_rss / 2**20, 1),
+        "users_per_second": round(args.users / cold, 1),
+        "restart_to_ready_seconds": round(restart, 1),
+        "restart_peak_rss_mib": round(restart_rss / 2**20, 1),
+        "kafka_scram_users": len(scram) if args.auth == "scram-sha-512" else None,
+        "kafka_acls": acls,
+        "kafka_quota_entities": len(quotas),
+        "agent_error_log_lines": errors,
+        "cpus": os.cpu_count(),
+    }
+    print(f"user agent: {args.users} users x 5 ACLs ({args.auth}) from a cold start")
+    for k, v in figures.items():
+        print(f"  {k:34} {v}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = (
+        "" if args.auth == "scram-sha-512" and args.users == 1000 else f"-{args.auth}-{args.users}"
+    )
+    (RESULTS / f"user_agent{suffix}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
