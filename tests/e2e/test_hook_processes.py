@@ -4,6 +4,8 @@ gives it: what the hook needs is allowed, nothing more."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -78,11 +80,13 @@ def certs_hook(kube, core, tmp_path):
     core.delete_namespace(ns)
 
 
-def _run_certs(job, ns, kubeconfig, home) -> subprocess.CompletedProcess:
+def _run_certs(job, ns, kubeconfig, home, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAIRN_")}
     env.update(_env_of(job, ns), KUBECONFIG=str(kubeconfig), HOME=str(home))
     env.pop("KUBERNETES_SERVICE_HOST", None)
-    return subprocess.run([str(KAIRN_CERTS)], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(KAIRN_CERTS), *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_certs_hook_creates_its_secrets_with_its_own_rbac(certs_hook, core, tmp_path):
@@ -137,3 +141,70 @@ def test_certs_hook_cannot_reach_beyond_its_secrets(certs_hook, core):
         ("delete", "statefulsets.apps", "-n", ns),
     ):
         assert can(*args) == "no", args
+
+
+LEAF_KEYS = ("crt", "key", "p12", "password")
+SECRET_KEYS = {
+    "kairn-cluster-ca-cert": {"ca.crt", "ca.p12", "ca.password"},
+    "kairn-cluster-ca": {"ca.key"},
+    "kairn-clients-ca-cert": {"ca.crt", "ca.p12", "ca.password"},
+    "kairn-clients-ca": {"ca.key"},
+    "kairn-kafka-brokers": {f"kairn-kafka-{i}.{k}" for i in range(3) for k in LEAF_KEYS},
+    "kairn-zookeeper-nodes": {f"kairn-zookeeper-{i}.{k}" for i in range(3) for k in LEAF_KEYS},
+    "kairn-agents-cert": {"user.crt", "user.key", "user.p12", "user.password", "ca.crt"},
+}
+
+
+def _versions(core, ns) -> dict[str, str]:
+    return {
+        s.metadata.name: s.metadata.resource_version for s in core.list_namespaced_secret(ns).items
+    }
+
+
+def test_every_secret_has_the_documented_keys_and_none_reaches_the_log(certs_hook, core, tmp_path):
+    ns, job, kubeconfig = certs_hook
+    run = _run_certs(job, ns, kubeconfig, tmp_path)
+    assert run.returncode == 0, run.stderr
+    secrets = {s.metadata.name: s for s in core.list_namespaced_secret(ns).items}
+    for name, keys in SECRET_KEYS.items():
+        assert set(secrets[name].data) == keys, name
+    log = run.stdout + run.stderr
+    for name, s in secrets.items():
+        for key, value in s.data.items():
+            if key.endswith((".key", ".password")):
+                assert value not in log, f"{name}/{key} appears in the log"
+    assert all(json.loads(line) for line in run.stderr.splitlines() if line.startswith("{"))
+
+
+def test_renewal_inside_the_window_renews_leaves_and_keeps_the_cas(certs_hook, core, tmp_path):
+    ns, job, kubeconfig = certs_hook
+    assert _run_certs(job, ns, kubeconfig, tmp_path).returncode == 0
+    before = _versions(core, ns)
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(days=340)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    renewed = _run_certs(job, ns, kubeconfig, tmp_path, "--now", later)
+    assert renewed.returncode == 0, renewed.stderr
+    after = _versions(core, ns)
+    for ca in (
+        "kairn-cluster-ca",
+        "kairn-cluster-ca-cert",
+        "kairn-clients-ca",
+        "kairn-clients-ca-cert",
+    ):
+        assert after[ca] == before[ca], f"{ca} changed"
+    for leaf in ("kairn-kafka-brokers", "kairn-zookeeper-nodes", "kairn-agents-cert"):
+        assert after[leaf] != before[leaf], f"{leaf} not renewed"
+    brokers = core.read_namespaced_secret("kairn-kafka-brokers", ns)
+    marks = json.loads(brokers.metadata.annotations["kairn.dev/renewed-at"])
+    assert set(marks) >= {"kairn-kafka-0", "kairn-kafka-1", "kairn-kafka-2"}
+
+
+def test_a_malformed_ca_secret_is_named_and_nothing_is_overwritten(certs_hook, core, tmp_path):
+    ns, job, kubeconfig = certs_hook
+    assert _run_certs(job, ns, kubeconfig, tmp_path).returncode == 0
+    core.patch_namespaced_secret("kairn-cluster-ca", ns, {"data": {"ca.key": "bm90IGEga2V5"}})
+    before = _versions(core, ns)
+    broken = _run_certs(job, ns, kubeconfig, tmp_path)
+    assert broken.returncode != 0
+    assert "kairn-cluster-ca" in broken.stderr.splitlines()[-1]
+    assert _versions(core, ns) == before
