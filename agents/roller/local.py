@@ -112,6 +112,10 @@ class LocalPlatform:
         )
 
     def desired_broker_config(self, broker: int) -> dict[str, str] | None:
-        c = self.cluster
-        cm = c.rendering()[("ConfigMap", f"{c.fullname}-kafka-config")]
-        return parse_properties(cm["data"]["server.properties"])
+        """The rendered server.properties as this broker's new pod would get it (paths and
+        addresses translated by the harness, as a kubelet mounts them)."""
+        run = self.cluster.plan(KAFKA, broker)
+        for path, text in run.files.items():
+            if path.name == "server.properties":
+                return parse_properties(text)
+        return None
