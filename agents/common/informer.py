@@ -174,14 +174,19 @@ class Informer:
             return old
 
     def update_cached(self, obj: dict) -> None:
-        """Puts an object the agent just wrote (newer than the cache's) into the cache without
-        calling the handler; older versions arriving later are ignored by resourceVersion."""
+        """Puts an object the agent just wrote (newer than the cache's) into the cache, so the
+        next reconcile sees it; older versions arriving later from the watch are skipped by
+        resourceVersion. The handler is called only when the object differs from the cached
+        one in more than what agents write (someone else changed it in between), so that
+        change is not lost with the skipped watch event."""
         key = key_of(obj)
         with self._lock:
             old = self._store.get(key)
             if old is not None and _rv(old) >= _rv(obj):
                 return
             self._put(key, obj)
+        if old is not None and self.changed(old, obj):
+            self.handler(key, old, obj)
 
     @staticmethod
     def changed(old: dict | None, new: dict | None) -> bool:

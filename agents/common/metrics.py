@@ -147,9 +147,7 @@ class HealthServer:
         from waitress.server import create_server
 
         self.app = make_app(metrics, healthy, ready)
-        self._server = create_server(
-            self.app, host=host, port=port, threads=2, ident="kairn"
-        )
+        self._server = create_server(self.app, host=host, port=port, threads=2, ident="kairn")
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
 

@@ -40,6 +40,8 @@ BROKER_THROTTLE_KEYS = ("leader.replication.throttled.rate", "follower.replicati
 SPEC_ERROR_CODES = {17, 37, 39, 40, 42, 44, 87}
 UNKNOWN_TOPIC, INVALID_RF = 3, 38
 CHUNK = 500
+CREATE_CHUNK = 200  # topics per CreateTopics request, at most
+MIN_CREATE_CHUNK = 10
 
 log = get_logger("kairn.topic-agent")
 
@@ -102,6 +104,7 @@ class TopicReconciler:
         self.get, self.by_topic = get, by_topic
         self.delete_topics, self.default_replicas = delete_topics, default_replicas
         self.throttle_bytes, self.timeout_ms = throttle_bytes, kafka_timeout_ms
+        self.create_chunk = 50
 
     # ---- helpers --------------------------------------------------------------------------
     def deletion_enabled(self, obj: dict) -> bool:
@@ -222,7 +225,7 @@ class TopicReconciler:
             res = self.kafka.call(
                 "delete_topics",
                 lambda a, c=chunk: a.delete_topics(
-                    c, timeout_ms=self.timeout_ms, raise_errors=False
+                    c, timeout_ms=self.timeout_ms // 2, raise_errors=False
                 ),
             )
             for t in res.get("topics", []):
@@ -366,15 +369,30 @@ class TopicReconciler:
             out[it.key] = Outcome("retry")
 
     def _create(self, creates: list[Item], report, out, done) -> None:
-        for i in range(0, len(creates), CHUNK):
-            chunk = creates[i : i + CHUNK]
+        i = 0
+        while i < len(creates):
+            chunk = creates[i : i + self.create_chunk]
+            i += len(chunk)
             request = {it.spec.name: it.plan.create for it in chunk}
-            res = self.kafka.call(
-                "create_topics",
-                lambda a, r=request: a.create_topics(
-                    r, timeout_ms=self.timeout_ms, raise_errors=False
-                ),
-            )
+            # the broker answers within half the client's timeout: topics it has not finished
+            # by then come back as REQUEST_TIMED_OUT and are looked at again shortly. A request
+            # the client gave up on makes the next ones smaller (a slow or busy controller).
+            try:
+                res = self.kafka.call(
+                    "create_topics",
+                    lambda a, r=request: a.create_topics(
+                        r, timeout_ms=self.timeout_ms // 2, raise_errors=False
+                    ),
+                )
+            except Errors.RequestTimedOutError:
+                self.create_chunk = max(MIN_CREATE_CHUNK, self.create_chunk // 2)
+                log.warning(
+                    "create_topics timed out", topics=len(chunk), next_chunk=self.create_chunk
+                )
+                for it in chunk:
+                    out[it.key] = Outcome("pending", requeue_after=1.0)
+                continue
+            self.create_chunk = min(CREATE_CHUNK, self.create_chunk + self.create_chunk // 2 + 1)
             results = {t["name"]: t for t in res.get("topics", [])}
             created = []
             for it in chunk:
@@ -389,8 +407,8 @@ class TopicReconciler:
                         replicas=it.plan.create["replication_factor"],
                     )
                     created.append(it)
-                elif code == 36:  # created meanwhile (by us before a restart, or by someone)
-                    out[it.key] = Outcome("pending", requeue_after=0.5)
+                elif code in (36, 7):  # exists already, or still being created
+                    out[it.key] = Outcome("pending", requeue_after=1.0)
                 else:
                     self._kafka_error(it, code, t.get("error_message"), "create", report, out)
             if not created:
@@ -448,7 +466,7 @@ class TopicReconciler:
             res = self.kafka.call(
                 "create_partitions",
                 lambda a, r=request: a.create_partitions(
-                    r, timeout_ms=self.timeout_ms, raise_errors=False
+                    r, timeout_ms=self.timeout_ms // 2, raise_errors=False
                 ),
             )
             results = {r.name: r for r in res.results}

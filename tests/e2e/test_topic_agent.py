@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import urllib.request
@@ -561,3 +562,52 @@ def test_a_broker_down_during_reconcile(core, namespace, kafka_cluster, start_ag
     wait_state(core, namespace, "bd-new", "Ready", timeout=180)
     wait_state(core, namespace, "bd", "Ready")
     wait_until(lambda: describe(kafka_cluster, new)["rf"] == 3, 60, "the new topic with RF 3")
+
+
+# ---- the watch loop -------------------------------------------------------------------------
+def reconciliations(agent: TopicAgent) -> float:
+    text = agent.metrics.render().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("kairn_reconciliations_total{")
+    )
+
+
+def test_own_updates_are_ignored_and_watch_survives_compaction(
+    kube, core, namespace, kafka_cluster, start_agent, topic
+):
+    agent = start_agent()
+    core.create_namespaced_config_map(namespace, cm_body("w1", {"topicName": topic("w1")}))
+    wait_state(core, namespace, "w1", "Ready")
+    core.create_namespaced_config_map(namespace, cm_body("w2", {"topicName": topic("w2")}))
+    wait_state(core, namespace, "w2", "Ready")
+    # one reconcile per ConfigMap: the status writes (and their watch events) start none
+    assert reconciliations(agent) == 2
+    assert [e for e in events_of(core, namespace, "w1")] == [("Normal", "TopicReady")]
+    # a ConfigMap of another cluster or type is not seen at all
+    core.create_namespaced_config_map(
+        namespace, cm_body("other", {"topicName": topic("other")}, cluster="another")
+    )
+
+    # etcd compacts its history and the API server restarts: the watch resumes, re-lists on
+    # 410 Gone, and changes made meanwhile are picked up
+    for i in range(3):
+        core.patch_namespaced_config_map("other", namespace, {"data": {"i": str(i)}})
+    kube.compact_etcd()
+    kube.restart_apiserver()
+    set_spec(core, namespace, "w1", {"topicName": topic("w1"), "partitions": 3})
+    core.create_namespaced_config_map(namespace, cm_body("w3", {"topicName": topic("w3")}))
+    wait_until(lambda: describe(kafka_cluster, topic("w1"))["partitions"] == 3, 120, "w1 grown")
+    wait_state(core, namespace, "w3", "Ready", timeout=120)
+    assert "kairn_watch_restarts_total" in agent.metrics.render().decode()
+    restarts = re.search(
+        r'^kairn_watch_restarts_total\{agent="topic"\} (\S+)$',
+        agent.metrics.render().decode(),
+        re.M,
+    )
+    assert float(restarts.group(1)) >= 1
+    assert describe(kafka_cluster, topic("other")) is None
+    assert "kairn.dev/state" not in (
+        core.read_namespaced_config_map("other", namespace).metadata.labels or {}
+    )

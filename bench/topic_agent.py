@@ -1,0 +1,286 @@
+"""Benchmark: kairn-topic-agent with N declared topics (1 partition, RF 3).
+
+1. Cold start: N topic ConfigMaps exist before the agent starts; time from starting the agent
+   process to every ConfigMap Ready (and every topic in Kafka), and the agent's peak RSS.
+2. Spec-change latency with N topics managed: config changes of randomly chosen ConfigMaps, one
+   at a time; latency from the API server accepting the change to the new value being visible
+   in Kafka (DescribeConfigs); p50 / p99 / max.
+3. Full resync at N topics: a restarted agent, everything in place; time from start until
+   /readyz answers 200 (list, describe every topic and its config, nothing to change). Then the
+   same agent's periodic resync (KAIRN_RESYNC_SECONDS) is timed from its log.
+
+Runs the real parts: the harness's TLS Kafka cluster (3 ZooKeeper + 3 brokers from the chart)
+and the local control plane. Prints the figures and writes bench/results/topic_agent.json.
+
+Run: .venv/bin/python bench/topic_agent.py [--topics 1000] [--changes 100] (or `make bench`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kafka.admin import ConfigResource, ConfigResourceType  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
+from devtools.kube import ControlPlane  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+NS = "bench"
+CLUSTER = "kairn"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric(port: int, name: str, labels: str) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except Exception:
+        return None
+    m = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def readyz(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def ready_count(core: client.CoreV1Api) -> int:
+    n, cont = 0, None
+    while True:
+        kw = {"_continue": cont} if cont else {}
+        resp = core.list_namespaced_config_map(
+            NS, label_selector="kairn.dev/state=Ready", limit=2000, _preload_content=False, **kw
+        )
+        page = json.loads(resp.data)
+        n += len(page["items"])
+        cont = page["metadata"].get("continue")
+        if not cont:
+            return n
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of one process, sampled every 0.1 s."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, rss_bytes([self.pid]))
+            self.stop.wait(0.1)
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s)) - 1))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--topics", type=int, default=1000)
+    ap.add_argument("--changes", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=500)
+    args = ap.parse_args()
+    n = args.topics
+    work = ROOT / ".run" / f"bench-topic-agent-{os.getpid()}"
+    work.mkdir(parents=True)
+    cluster = LocalCluster(work / "kafka")
+    kube = ControlPlane(work / "kube", nodes=1, die_with_parent=True)
+    procs: list[subprocess.Popen] = []
+    result: dict = {"topics": n, "partitions": 1, "replicas": 3, "batch_size": args.batch_size}
+    try:
+        cluster.start()
+        kube.start()
+        api = kube.api_client()
+        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
+        core = client.CoreV1Api(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+
+        def cm_name(i: int) -> str:
+            return f"topic-{i:05d}"
+
+        def create(i: int) -> None:
+            core.create_namespaced_config_map(
+                NS,
+                client.V1ConfigMap(
+                    metadata=client.V1ObjectMeta(
+                        name=cm_name(i),
+                        labels={"kairn.dev/cluster": CLUSTER, "kairn.dev/type": "topic"},
+                    ),
+                    data={"spec": f"topicName: bench.t{i:05d}\npartitions: 1\nreplicas: 3\n"},
+                ),
+            )
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(n)))
+        print(f"{n} ConfigMaps created in {time.monotonic() - t0:.1f}s")
+
+        tls = cluster.admin.ssl_kwargs()
+        port = free_port()
+        env = {
+            **os.environ,
+            "KAIRN_CLUSTER": CLUSTER,
+            "KAIRN_NAMESPACE": NS,
+            "KAIRN_BOOTSTRAP": cluster.bootstrap(),
+            "KAIRN_TLS_CA_FILE": tls["ssl_cafile"],
+            "KAIRN_TLS_CERT_FILE": tls["ssl_certfile"],
+            "KAIRN_TLS_KEY_FILE": tls["ssl_keyfile"],
+            "KAIRN_HTTP_PORT": str(port),
+            "KAIRN_RESYNC_SECONDS": "3600",
+            "KAIRN_BATCH_SIZE": str(args.batch_size),
+            "KUBECONFIG": str(kube.kubeconfig),
+        }
+        bin_ = str(ROOT / ".venv" / "bin" / "kairn-topic-agent")
+
+        def start(label: str, **extra) -> tuple[subprocess.Popen, Sampler, float]:
+            log = open(work / f"{label}.log", "w")  # noqa: SIM115 (closed with the process)
+            started = time.monotonic()
+            proc = subprocess.Popen([bin_], env={**env, **extra}, stderr=log)
+            procs.append(proc)
+            sampler = Sampler(proc.pid)
+            sampler.start()
+            return proc, sampler, started
+
+        def wait(proc, started, until, timeout, label) -> float:
+            while not until():
+                if time.monotonic() - started > timeout:
+                    raise TimeoutError(f"{label}: not done after {timeout}s")
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{label}: the agent exited ({proc.returncode})")
+                time.sleep(0.1)
+            return time.monotonic() - started
+
+        def stop(proc, sampler) -> int:
+            sampler.stop.set()
+            sampler.join()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+            return sampler.peak
+
+        # 1. cold start
+        proc, sampler, started = start("cold")
+        gauge = 'agent="topic",state="Ready"'
+        wait(
+            proc,
+            started,
+            lambda: (metric(port, "kairn_resources", gauge) or 0) >= n,
+            1800,
+            "cold start",
+        )
+        cold = wait(proc, started, lambda: ready_count(core) == n, 600, "cold start (labels)")
+        result["cold_start_seconds"] = round(cold, 2)
+        admin = cluster.admin_client()
+        topics = set(admin.list_topics())
+        assert all(f"bench.t{i:05d}" in topics for i in range(n)), "a topic is missing"
+        print(f"cold start: {n} topics Ready in {cold:.1f}s ({n / cold:.0f} topics/s)")
+
+        # 2. spec-change latency
+        lat = []
+        rng = random.Random(7)
+        for k in range(args.changes):
+            i = rng.randrange(n)
+            value = str(3_600_000 + k)
+            spec = (
+                f"topicName: bench.t{i:05d}\npartitions: 1\nreplicas: 3\n"
+                f"config:\n  retention.ms: {value}\n"
+            )
+            core.patch_namespaced_config_map(cm_name(i), NS, {"data": {"spec": spec}})
+            t = time.monotonic()
+            res = ConfigResource(ConfigResourceType.TOPIC, f"bench.t{i:05d}")
+            while True:
+                got = admin.describe_configs([res])["topic"][f"bench.t{i:05d}"]
+                if got.get("retention.ms", {}).get("value") == value:
+                    break
+                if time.monotonic() - t > 60:
+                    raise TimeoutError(f"change {k} not visible after 60s")
+                time.sleep(0.01)
+            lat.append(time.monotonic() - t)
+        admin.close()
+        result["change_latency_seconds"] = {
+            "count": len(lat),
+            "p50": round(statistics.median(lat), 3),
+            "p99": round(pct(lat, 99), 3),
+            "max": round(max(lat), 3),
+        }
+        print(
+            f"spec change -> visible in Kafka ({len(lat)} changes, {n} topics managed): "
+            f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {pct(lat, 99) * 1000:.0f} ms, "
+            f"max {max(lat) * 1000:.0f} ms"
+        )
+        result["peak_rss_mib"] = round(stop(proc, sampler) / 2**20, 1)
+        print(f"peak RSS (cold start + changes): {result['peak_rss_mib']} MiB")
+
+        # 3. full resync: a restart with everything in place, then one periodic resync
+        proc, sampler, started = start("resync", KAIRN_RESYNC_SECONDS="30")
+        restart = wait(proc, started, lambda: readyz(port), 600, "restart")
+        result["restart_full_sync_seconds"] = round(restart, 2)
+        print(f"full sync after a restart (nothing to change): {restart:.1f}s to /readyz")
+        first = metric(port, "kairn_last_full_sync_timestamp_seconds", 'agent="topic"')
+        wait(
+            proc,
+            started,
+            lambda: (
+                (metric(port, "kairn_last_full_sync_timestamp_seconds", 'agent="topic"') or 0)
+                > (first or 0)
+            ),
+            600,
+            "periodic resync",
+        )
+        log_lines = [
+            json.loads(x)
+            for x in (work / "resync.log").read_text().splitlines()
+            if x.startswith("{")
+        ]
+        resync_start = [x["ts"] for x in log_lines if x["msg"] == "full resync"][-1]
+        from datetime import datetime
+
+        begun = datetime.fromisoformat(resync_start).timestamp()
+        done = metric(port, "kairn_last_full_sync_timestamp_seconds", 'agent="topic"')
+        result["periodic_resync_seconds"] = round(done - begun, 2)
+        print(f"periodic full resync at {n} topics: {done - begun:.1f}s")
+        result["peak_rss_resync_mib"] = round(stop(proc, sampler) / 2**20, 1)
+        print(f"peak RSS (restart + resync): {result['peak_rss_resync_mib']} MiB")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        kube.stop()
+        cluster.stop()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / ("topic_agent.json" if n == 1000 else f"topic_agent_{n}.json")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
