@@ -11,13 +11,15 @@ So :class:`UserAdmin` speaks the protocol itself through kafka-python's public n
 of ``kafka.protocol.admin`` (``AlterUserScramCredentialsRequest``,
 ``DescribeUserScramCredentialsRequest``, ``DescribeClientQuotasRequest``,
 ``AlterClientQuotasRequest``, ``DescribeAclsRequest``, ``CreateAclsRequest``,
-``DeleteAclsRequest``, ``DescribeClusterRequest``). Every request goes to the controller named
-by DescribeCluster; a NOT_CONTROLLER answer (the controller moved) refreshes it and retries.
-A request-level error raises the matching ``kafka.errors`` exception; per-item errors are
-returned as :class:`KafkaItemError` so the caller can mark that one user.
+``DeleteAclsRequest``, ``DescribeClusterRequest``). SCRAM writes and every read go to the
+controller named by DescribeCluster; a NOT_CONTROLLER answer (the controller moved) refreshes
+it and retries. Quota and ACL writes, which every broker of a ZooKeeper-mode cluster stores
+itself, are spread over the brokers to go faster. A request-level error raises the matching
+``kafka.errors`` exception; per-item errors are returned as :class:`KafkaItemError` so the
+caller can mark that one user, and an answer that leaves an item out is an error too.
 
-The client has no I/O thread: each call drives the network on the calling thread, under a
-lock (callers: the reconcile worker and the /readyz check).
+The network clients have no I/O thread: each call drives the network on the calling thread,
+each client under its own lock (callers: the reconcile worker and the /readyz check).
 
 Methods: ``describe_cluster``, ``describe_scram``, ``alter_scram``, ``describe_quotas``,
 ``alter_quotas``, ``describe_acls``, ``create_acls``, ``delete_acls``, ``close``. It is a
@@ -28,9 +30,11 @@ reconnects after failures).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import kafka.errors as Errors
@@ -121,27 +125,52 @@ def rule_of(acl: tuple) -> AclRule | None:
         return None
 
 
-class UserAdmin:
-    def __init__(self, client_config: dict, timeout_ms: int = 30000):
-        """``client_config``: kafka-python connection settings (bootstrap_servers, security
-        and TLS files), e.g. :func:`agents.common.kafka_admin.client_kwargs`."""
-        self.timeout_ms = timeout_ms
-        self._lock = threading.RLock()
-        self._client = KafkaNetClient(**client_config)
-        self._controller: int | None = None
+class _Lane:
+    """One network client (its own connection to each broker), used by one thread at a time."""
+
+    def __init__(self, client_config: dict, timeout_ms: int):
+        self.lock = threading.Lock()
+        self.client = KafkaNetClient(**client_config)
         try:
-            self._client.check_version(timeout_ms=timeout_ms)  # bootstraps: fails fast
+            self.client.check_version(timeout_ms=timeout_ms)  # bootstraps: fails fast
         except Exception:
-            self._client.close()
+            self.client.close()
             raise
 
+
+class UserAdmin:
+    def __init__(self, client_config: dict, timeout_ms: int = 30000, lanes: int = 1):
+        """``client_config``: kafka-python connection settings (bootstrap_servers, security
+        and TLS files), e.g. :func:`agents.common.kafka_admin.client_kwargs`.
+
+        ``lanes``: how many requests may be in flight at once. A broker works on one request
+        of a connection at a time, and ZooKeeper-mode writes wait for ZooKeeper, so large
+        batches are split into up to ``lanes`` requests on separate connections: SCRAM
+        writes all to the controller, quota and ACL writes spread over the brokers (in
+        ZooKeeper mode every broker writes those to ZooKeeper itself; the ACLs of one resource
+        always go to the same broker, whose authorizer serializes them)."""
+        self.timeout_ms, self.max_lanes = timeout_ms, max(1, lanes)
+        self._config = client_config
+        self._lanes = [_Lane(client_config, timeout_ms)]
+        self._lanes_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self.max_lanes, thread_name_prefix="kafka-lane")
+        self._controller: int | None = None
+        self._brokers: list[int] = []
+
     # ---- plumbing -------------------------------------------------------------------------
-    def _send(self, node_id, request):
-        with self._lock:
-            return self._client.send_and_receive(node_id, request, timeout_ms=self.timeout_ms)
+    def _lane(self, i: int) -> _Lane:
+        with self._lanes_lock:
+            while len(self._lanes) <= i:
+                self._lanes.append(_Lane(self._config, self.timeout_ms))
+            return self._lanes[i]
+
+    def _send(self, node_id, request, lane: int = 0):
+        ln = self._lane(lane)
+        with ln.lock:
+            return ln.client.send_and_receive(node_id, request, timeout_ms=self.timeout_ms)
 
     def _any_node(self):
-        node = self._client.least_loaded_node(bootstrap_fallback=True)
+        node = self._lanes[0].client.least_loaded_node(bootstrap_fallback=True)
         if node is None:
             raise Errors.NodeNotReadyError("no broker to ask")
         return node
@@ -153,6 +182,7 @@ class UserAdmin:
         if response.controller_id is None or response.controller_id < 0:
             raise Errors.NodeNotReadyError("the cluster has no active controller")
         self._controller = response.controller_id
+        self._brokers = sorted(b.broker_id for b in response.brokers)
         return {
             "cluster_id": response.cluster_id,
             "controller_id": response.controller_id,
@@ -166,20 +196,51 @@ class UserAdmin:
             self.describe_cluster()
         return self._controller
 
-    def _to_controller(self, request, codes_of):
+    def brokers(self) -> list[int]:
+        """Broker ids, the controller first (so a single request goes to the controller,
+        whose caches the reads come from)."""
+        if not self._brokers:
+            self.describe_cluster()
+        ctl = self._controller
+        return (
+            [ctl] + [b for b in self._brokers if b != ctl]
+            if ctl in self._brokers
+            else self._brokers
+        )
+
+    def _to_controller(self, request, codes_of, lane: int = 0):
         """Sends ``request`` to the controller; when any code ``codes_of(response)`` gives is
         NOT_CONTROLLER, finds the controller again and resends (once)."""
-        with self._lock:
-            response = self._send(self.controller_id(), request)
+        response = self._send(self.controller_id(), request, lane)
+        if NOT_CONTROLLER in codes_of(response):
+            response = self._send(self.controller_id(refresh=True), request, lane)
             if NOT_CONTROLLER in codes_of(response):
-                response = self._send(self.controller_id(refresh=True), request)
-                if NOT_CONTROLLER in codes_of(response):
-                    raise Errors.NotControllerError("the controller moved twice; try again")
-            return response
+                raise Errors.NotControllerError("the controller moved twice; try again")
+        return response
+
+    def _fan_out(self, chunks: list, fn) -> list:
+        """``fn(lane, chunk)`` for each chunk, concurrently (chunk i on lane i); results in
+        order. Any exception is raised after every chunk has finished."""
+        if len(chunks) <= 1:
+            return [fn(0, c) for c in chunks]
+        futures = [self._pool.submit(fn, i, c) for i, c in enumerate(chunks)]
+        for f in futures:
+            f.exception()
+        return [f.result() for f in futures]
+
+    def _split(self, items: list, per_lane: int = 50) -> list[list]:
+        """``items`` in up to ``max_lanes`` interleaved chunks of at least ``per_lane``."""
+        if not items:
+            return []
+        n = max(1, min(self.max_lanes, math.ceil(len(items) / per_lane)))
+        return [items[i::n] for i in range(n)]
 
     def close(self) -> None:
-        with self._lock:
-            self._client.close()
+        self._pool.shutdown(wait=True)
+        with self._lanes_lock:
+            for ln in self._lanes:
+                with ln.lock:
+                    ln.client.close()
 
     # ---- SCRAM credentials ----------------------------------------------------------------
     def describe_scram(self, users: Iterable[str] | None = None) -> dict[str, list[tuple]]:
@@ -233,14 +294,22 @@ class UserAdmin:
             )
             for u in deletes
         ]
-        req = AlterUserScramCredentialsRequest(deletions=dels, upsertions=ups)
-        response = self._to_controller(req, lambda r: [x.error_code for x in r.results])
+        entries = [("u", x) for x in ups] + [("d", x) for x in dels]
+
+        def send(lane: int, chunk: list):
+            req = AlterUserScramCredentialsRequest(
+                deletions=[x for k, x in chunk if k == "d"],
+                upsertions=[x for k, x in chunk if k == "u"],
+            )
+            return self._to_controller(req, lambda r: [x.error_code for x in r.results], lane)
+
         out: dict[str, KafkaItemError | None] = {}
-        for r in response.results:
-            if r.user in deletes and r.error_code == RESOURCE_NOT_FOUND:
-                out[r.user] = None
-            else:
-                out[r.user] = _item_error(r.error_code, r.error_message)
+        for response in self._fan_out(self._split(entries), send):
+            for r in response.results:
+                if r.user in deletes and r.error_code == RESOURCE_NOT_FOUND:
+                    out[r.user] = None
+                else:
+                    out[r.user] = _item_error(r.error_code, r.error_message)
         for user in [*upserts, *deletes]:
             if user not in out:  # an answer without the user is no proof it was stored
                 out[user] = KafkaItemError(-1, "Kafka's answer did not mention this user")
@@ -295,12 +364,20 @@ class UserAdmin:
                     ],
                 )
             )
-        req = AlterClientQuotasRequest(entries=entries, validate_only=validate_only)
-        response = self._to_controller(req, lambda r: [e.error_code for e in r.entries])
+        brokers = self.brokers()
+
+        def send(lane: int, chunk: list):
+            req = AlterClientQuotasRequest(entries=chunk, validate_only=validate_only)
+            response = self._send(brokers[lane % len(brokers)], req, lane)
+            if len(response.entries) != len(chunk):
+                raise Errors.KafkaError("AlterClientQuotas answered a different number of entries")
+            return response
+
         out: dict[str, KafkaItemError | None] = {}
-        for e in response.entries:
-            user = next((x.entity_name for x in e.entity if x.entity_type == "user"), None)
-            out[user] = _item_error(e.error_code, e.error_message)
+        for response in self._fan_out(self._split(entries), send):
+            for e in response.entries:
+                user = next((x.entity_name for x in e.entity if x.entity_type == "user"), None)
+                out[user] = _item_error(e.error_code, e.error_message)
         for user in changes:
             if user not in out:
                 out[user] = KafkaItemError(-1, "Kafka's answer did not mention this user")
@@ -351,32 +428,60 @@ class UserAdmin:
                 )
         return out
 
+    def _acl_chunks(self, acls: list[tuple]) -> list[list[int]]:
+        """Indexes of ``acls`` in up to ``max_lanes`` chunks, the ACLs of one resource (type,
+        name, pattern) always in the same chunk."""
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(acls):
+            groups.setdefault(a[:3], []).append(i)
+        n = max(1, min(self.max_lanes, math.ceil(len(acls) / 100), len(groups)))
+        chunks: list[list[int]] = [[] for _ in range(n)]
+        for g in sorted(groups.values(), key=len, reverse=True):
+            min(chunks, key=len).extend(g)
+        return [c for c in chunks if c]
+
+    def _acl_write(self, acls: list[tuple], build, results_of) -> list[KafkaItemError | None]:
+        brokers = self.brokers()
+
+        def send(lane: int, idx: list[int]):
+            response = self._send(brokers[lane % len(brokers)], build([acls[i] for i in idx]), lane)
+            results = results_of(response)
+            if len(results) != len(idx):
+                raise Errors.KafkaError(f"answered {len(results)} results for {len(idx)} ACLs")
+            return results
+
+        chunks = self._acl_chunks(acls)
+        out: list[KafkaItemError | None] = [None] * len(acls)
+        for idx, results in zip(chunks, self._fan_out(chunks, send), strict=True):
+            for i, err in zip(idx, results, strict=True):
+                out[i] = err
+        return out
+
     def create_acls(self, acls: list[tuple]) -> list[KafkaItemError | None]:
         """Creates each ACL tuple; one result per ACL, in order."""
         if not acls:
             return []
         C = CreateAclsRequest.AclCreation
-        req = CreateAclsRequest(
-            creations=[
-                C(
-                    resource_type=rt,
-                    resource_name=name,
-                    resource_pattern_type=pt,
-                    principal=principal,
-                    host=host,
-                    operation=op,
-                    permission_type=perm,
-                )
-                for rt, name, pt, principal, host, op, perm in acls
-            ]
-        )
-        response = self._to_controller(req, lambda r: [x.error_code for x in r.results])
-        results = [_item_error(r.error_code, r.error_message) for r in response.results]
-        if len(results) != len(acls):
-            raise Errors.KafkaError(
-                f"CreateAcls answered {len(results)} results for {len(acls)} ACLs"
+
+        def build(chunk):
+            return CreateAclsRequest(
+                creations=[
+                    C(
+                        resource_type=rt,
+                        resource_name=name,
+                        resource_pattern_type=pt,
+                        principal=principal,
+                        host=host,
+                        operation=op,
+                        permission_type=perm,
+                    )
+                    for rt, name, pt, principal, host, op, perm in chunk
+                ]
             )
-        return results
+
+        return self._acl_write(
+            acls, build, lambda r: [_item_error(x.error_code, x.error_message) for x in r.results]
+        )
 
     def delete_acls(self, acls: list[tuple]) -> list[KafkaItemError | None]:
         """Deletes each exact ACL tuple (an ACL already gone counts as done); one result per
@@ -384,30 +489,33 @@ class UserAdmin:
         if not acls:
             return []
         F = DeleteAclsRequest.DeleteAclsFilter
-        req = DeleteAclsRequest(
-            filters=[
-                F(
-                    resource_type_filter=rt,
-                    resource_name_filter=name,
-                    pattern_type_filter=pt,
-                    principal_filter=principal,
-                    host_filter=host,
-                    operation=op,
-                    permission_type=perm,
-                )
-                for rt, name, pt, principal, host, op, perm in acls
-            ]
-        )
-        response = self._to_controller(req, lambda r: [x.error_code for x in r.filter_results])
-        out: list[KafkaItemError | None] = []
-        for r in response.filter_results:
-            err = _item_error(r.error_code, r.error_message)
-            for m in r.matching_acls:
-                err = err or _item_error(m.error_code, m.error_message)
-            out.append(err)
-        if len(out) != len(acls):
-            raise Errors.KafkaError(f"DeleteAcls answered {len(out)} results for {len(acls)}")
-        return out
+
+        def build(chunk):
+            return DeleteAclsRequest(
+                filters=[
+                    F(
+                        resource_type_filter=rt,
+                        resource_name_filter=name,
+                        pattern_type_filter=pt,
+                        principal_filter=principal,
+                        host_filter=host,
+                        operation=op,
+                        permission_type=perm,
+                    )
+                    for rt, name, pt, principal, host, op, perm in chunk
+                ]
+            )
+
+        def results_of(response):
+            out = []
+            for r in response.filter_results:
+                err = _item_error(r.error_code, r.error_message)
+                for m in r.matching_acls:
+                    err = err or _item_error(m.error_code, m.error_message)
+                out.append(err)
+            return out
+
+        return self._acl_write(acls, build, results_of)
 
     def delete_principal_acls(self, principals: list[str]) -> dict[str, KafkaItemError | None]:
         """Deletes every ACL of each principal (one request); {principal: None or the error}."""

@@ -58,6 +58,12 @@ def parser():
         "[KAIRN_CERT_RENEWAL_DAYS] (default 30)",
     )
     a(
+        "--kafka-lanes",
+        type=int,
+        default=env("KAFKA_LANES", "4"),
+        help="Kafka requests in flight at once for large batches [KAIRN_KAFKA_LANES] (default 4)",
+    )
+    a(
         "--batch-size",
         type=int,
         default=env("BATCH_SIZE", "500"),
@@ -83,7 +89,11 @@ class UserAgent:
         self.kafka = KafkaAccess(
             settings,
             self.metrics,
-            factory=lambda: UserAdmin(client_kwargs(settings), settings.kafka_timeout_ms),
+            factory=lambda: UserAdmin(
+                client_kwargs(settings),
+                settings.kafka_timeout_ms,
+                lanes=max(1, int(ex.get("kafka_lanes") or 4)),
+            ),
         )
         self.controller = Controller(
             AGENT,

@@ -19,6 +19,7 @@ its quotas and its Secret go; then the finalizer.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -110,12 +111,22 @@ class UserReconciler:
         self._ca_cache: tuple[tuple, cred.ClientsCa] | None = None
         # super users by certificate: a user of that name would be one too
         self.reserved = {f"{self.fullname}-kafka", f"{self.fullname}-agents"}
+        self._phases: dict[str, float] = {}
+        self._last = 0.0
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
+    def _mark(self, phase: str) -> None:
+        """Adds the time since the previous mark to ``phase`` (logged once per batch)."""
+        now = time.monotonic()
+        self._phases[phase] = round(self._phases.get(phase, 0.0) + now - self._last, 3)
+        self._last = now
+
     # ---- the batch ------------------------------------------------------------------------
     def reconcile(self, keys: list[str]) -> dict[str, Outcome]:
+        self._phases = {}
+        self._last = started = time.monotonic()
         out: dict[str, Outcome] = {}
         reports: list[tuple] = []
 
@@ -174,12 +185,20 @@ class UserReconciler:
             self._delete(deletions, out)
         if items:
             self._sync(items, out, report)
+        self._mark("other")
         errors = self.reporter.report_many(reports)
+        self._mark("status")
         if errors:
             for obj, *_ in reports:
                 k = st.meta(obj)["name"]
                 if out.get(k) and out[k].result == "ready":
                     out[k] = Outcome("retry")
+        log.debug(
+            "batch reconciled",
+            keys=len(keys),
+            seconds=round(time.monotonic() - started, 3),
+            phases=self._phases,
+        )
         return out
 
     def _finalizers(self, items: list[Item], out) -> list[Item]:
@@ -355,10 +374,12 @@ class UserReconciler:
             log.warning("user not applied", name=it.key, reason=reason, detail=message)
             report(it.key, it.obj, ERROR, reason, message, it.spec.hash)
 
+        self._mark("parse")
         names = [it.spec.name for it in items]
         secrets = self._secrets(names)
         for it in items:
             it.secret = secrets.get(it.spec.name)
+        self._mark("k8s_read")
         small = len(items) <= GET_LIMIT
         scram = self.kafka.call(
             "describe_user_scram_credentials",
@@ -378,6 +399,7 @@ class UserReconciler:
             "describe_client_quotas", lambda a: a.describe_quotas(names if small else None)
         )
 
+        self._mark("read_kafka")
         ca_box: list = []
 
         def ca_of() -> cred.ClientsCa:
@@ -411,8 +433,10 @@ class UserReconciler:
                 continue
             planned.append(it)
 
+        self._mark("plan")
         # the finalizer goes on before anything is created, so a deletion cleans up
         planned = self._finalizers(planned, out)
+        self._mark("finalizers")
 
         # quota values Kafka would refuse: checked before anything is written
         checks = {it.spec.name: it.quota_ops for it in planned if it.quota_ops}
@@ -422,6 +446,7 @@ class UserReconciler:
             )
             planned = self._drop_refused(planned, res, fail, "quotas")
 
+        self._mark("validate_quotas")
         # SCRAM credentials
         ups = {it.spec.name: it.password for it in planned if it.upsert}
         dels = [it.spec.name for it in planned if it.delete_scram]
@@ -436,8 +461,9 @@ class UserReconciler:
                 if it.delete_scram:
                     log.info("scram credential removed", name=it.key, user=it.spec.name)
 
-        # Secrets
-        planned = self._write_secrets(planned, out, fail)
+        self._mark("scram")
+        # Secrets: written by the pool while ACLs and quotas go to Kafka
+        secret_writes = self._start_secret_writes(planned)
 
         # ACLs
         creates = [(it, a) for it in planned for a in it.acl_create]
@@ -478,6 +504,7 @@ class UserReconciler:
                 kept.append(it)
         planned = kept
 
+        self._mark("acls")
         # quotas
         changes = {it.spec.name: it.quota_ops for it in planned if it.quota_ops}
         if changes:
@@ -493,6 +520,9 @@ class UserReconciler:
                         removed=sorted(k for k, v in it.quota_ops.items() if v is None),
                     )
 
+        self._mark("quotas")
+        planned = self._secret_writes_done(planned, secret_writes, out)
+        self._mark("k8s_write")
         for it in planned:
             if it.force_renew:
                 self._clear_force_renew(it)
@@ -540,9 +570,12 @@ class UserReconciler:
             **({"renewed": it.renewed} if it.renewed else {}),
         )
 
-    def _write_secrets(self, items: list[Item], out, fail) -> list[Item]:
+    def _start_secret_writes(self, items: list[Item]) -> dict:
         todo = [it for it in items if it.secret_wanted is not None or it.delete_secret]
-        futures = {it.key: self.pool.submit(self._write_one, it) for it in todo}
+        return {it.key: self.pool.submit(self._write_one, it) for it in todo}
+
+    def _secret_writes_done(self, items: list[Item], futures: dict, out) -> list[Item]:
+        """The items whose Secret write (if any) succeeded; the others are retried."""
         kept = []
         for it in items:
             f = futures.get(it.key)

@@ -153,6 +153,13 @@ def events_of(core, ns, name) -> list:
     return [(e.type, e.reason) for e in evs]
 
 
+def wait_event(core, ns, name, kind, reason) -> None:
+    """The Event is created right after the status it reports."""
+    wait_for(
+        f"{kind} event {reason} of {name}", lambda: (kind, reason) in events_of(core, ns, name)
+    )
+
+
 def put_clients_ca(core, ns, cluster: LocalCluster) -> None:
     """The clients CA Secrets as kairn-certs writes them, from the harness's own."""
     for name, keys in ((CA_CERT_SECRET, ("ca.crt",)), (CA_SECRET, ("ca.key",))):
@@ -255,7 +262,7 @@ def test_scram_user_produces_where_allowed_and_is_denied_elsewhere(
     client_kw = scram_kwargs(kafka_cluster, "alice", password)
     wait_for("alice to produce", lambda: can_produce(allowed, **client_kw), timeout=60)
     assert not can_produce(other, **client_kw)
-    assert ("Normal", "UserReady") in events_of(core, ns, "alice")
+    wait_event(core, ns, "alice", "Normal", "UserReady")
     code, text = http_get(agent, "/metrics")
     assert code == 200 and 'kairn_resources{agent="user",state="Ready"} 1.0' in text
     assert (
@@ -414,6 +421,24 @@ def test_produce_quota_is_enforced(core, ns, kafka_cluster, start_agent):
     wait_state(core, ns, "erin", "Ready", spec_hash_changed_from=st["specHash"])
     assert kafka_view(kafka_cluster, "erin")["quotas"] == {}
 
+    # the control: without the quota the same connection carries the same bytes far faster
+    def unthrottled_rate() -> float:
+        producer = KafkaProducer(acks=1, linger_ms=20, batch_size=65536, **client_kw)
+        try:
+            started = time.monotonic()
+            for _ in range(total // len(payload)):
+                producer.send(topic, payload)
+            producer.flush(120)
+            return total / (time.monotonic() - started)
+        finally:
+            producer.close(10)
+
+    # brokers learn of the removal through ZooKeeper: measure until it has reached them
+    fast = wait_for(
+        "the quota lifted", lambda: (r := unthrottled_rate()) > 3 * limit and r, timeout=90
+    )
+    print(f"without the quota: {fast:.0f} B/s")
+
 
 # ---- deletion -------------------------------------------------------------------------------
 def test_deleting_the_configmap_revokes_login_and_removes_the_secret(
@@ -523,7 +548,7 @@ def test_each_bad_input_is_an_error_and_changes_nothing(core, ns, kafka_cluster,
     for name, (_, reason, words) in BAD.items():
         st = wait_state(core, ns, name, "Error", reason)
         assert words in st["message"], st
-        assert ("Warning", reason) in events_of(core, ns, name)
+        wait_event(core, ns, name, "Warning", reason)
         assert kafka_view(kafka_cluster, name) == {"scram": [], "acls": [], "quotas": {}}, name
         cm = core.read_namespaced_config_map(name, ns)
         assert not cm.metadata.finalizers
@@ -590,6 +615,37 @@ def test_pause_leaves_the_user_alone(core, ns, kafka_cluster, start_agent):
     )
 
 
+# ---- Kafka failures ---------------------------------------------------------------------------
+def test_the_controller_broker_down_during_reconcile(core, ns, kafka_cluster, start_agent):
+    """Credentials go to the active controller: with it killed, the agent retries until
+    another broker has taken over, then stores the user there."""
+    start_agent()
+    ua = UserAdmin(
+        {
+            "bootstrap_servers": kafka_cluster.bootstrap().split(","),
+            **kafka_cluster.admin.ssl_kwargs(),
+        }
+    )
+    try:
+        controller = ua.describe_cluster()["controller_id"]
+    finally:
+        ua.close()
+    pod = kafka_cluster.kafka_pods[controller]
+    pod.kill()
+    try:
+        core.create_namespaced_config_map(
+            ns, cm_body("mia", scram_user([], {"producerByteRate": 7000}))
+        )
+        wait_state(core, ns, "mia", "Ready", timeout=240)
+        view = kafka_view(kafka_cluster, "mia")
+        assert view["scram"] and view["quotas"] == {"producer_byte_rate": 7000.0}
+        password = secret_data(core, ns, "mia")["password"].decode()
+        wait_for("mia to log in", lambda: can_login(kafka_cluster, "mia", password), timeout=60)
+    finally:
+        pod.start()
+        kafka_cluster.wait_brokers_registered(180, expected=set(range(kafka_cluster.brokers)))
+
+
 # ---- the chart's own Role and environment ---------------------------------------------------
 def test_runs_with_the_charts_role_and_environment(core, api, ns, kafka_cluster, kube, tmp_path):
     """The agent as the chart deploys it: the chart's ServiceAccount, Role and RoleBinding (so
@@ -640,7 +696,7 @@ def test_runs_with_the_charts_role_and_environment(core, api, ns, kafka_cluster,
             for n in ("kim", "lee"):
                 wait_state(core, ns, n, "Ready", timeout=120)
                 secret_data(core, ns, n)
-            assert ("Normal", "UserReady") in events_of(core, ns, "kim")
+            wait_event(core, ns, "kim", "Normal", "UserReady")
             core.delete_namespaced_config_map("kim", ns)
             wait_for(
                 "kim gone",

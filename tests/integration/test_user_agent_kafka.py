@@ -130,3 +130,39 @@ def test_acls_are_created_read_back_and_deleted(ua, user):
     assert ua.describe_acls(p) == {p: set(acls[1:])}
     assert ua.delete_principal_acls([p]) == {p: None}
     assert ua.describe_acls(p) == {}
+
+
+def test_large_batches_in_parallel_lanes_over_every_broker(kafka_cluster):
+    """Split over lanes (SCRAM to the controller, quotas and ACLs over the brokers), every
+    item is stored and reads back from the controller."""
+    ua = UserAdmin(client_config(kafka_cluster), timeout_ms=30000, lanes=3)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        users = [f"lane-{tag}-{i}" for i in range(120)]
+        assert ua.alter_scram({u: "P" + u for u in users}) == dict.fromkeys(users)
+        assert set(ua.describe_scram()) >= set(users)
+        quotas = {u: {"producer_byte_rate": float(1000 + i)} for i, u in enumerate(users)}
+        assert ua.alter_quotas(quotas) == dict.fromkeys(users)
+        assert {u: q for u, q in ua.describe_quotas().items() if u in quotas} == quotas
+        shared = AclRule("TOPIC", f"shared-{tag}", "LITERAL", "READ", "ALLOW")
+        acls = [
+            acl_of(f"User:{u}", r)
+            for u in users
+            for r in (shared, AclRule("GROUP", u, "LITERAL", "READ", "ALLOW"))
+        ]
+        assert ua.create_acls(acls) == [None] * len(acls)
+
+        def all_visible():
+            seen = ua.describe_acls()
+            return all(a in seen.get(a[3], set()) for a in acls)
+
+        # brokers learn of ACLs written by another broker through ZooKeeper
+        wait_until(all_visible, 60, "every ACL visible on the controller")
+        assert ua.delete_acls(acls) == [None] * len(acls)
+        wait_until(
+            lambda: not any(f"User:{u}" in ua.describe_acls() for u in users), 60, "ACLs gone"
+        )
+        assert ua.alter_scram({}, users) == dict.fromkeys(users)
+        assert not set(ua.describe_scram()) & set(users)
+    finally:
+        ua.close()
