@@ -9,7 +9,7 @@ STAMP   := .tools/.setup-done
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.venv/bin:$(PATH)
 
 SETUP_INPUTS := requirements.txt constraints.txt pyproject.toml tools/kafka/pom.xml \
-                $(wildcard tools/go/*/go.mod tools/go/kube/*/go.mod) $(wildcard scripts/setup-*.sh)
+                $(wildcard tools/go/*/go.mod tools/go/kube/*/go.mod) $(wildcard scripts/setup-*.sh) tools/checkov-constraints.txt
 
 .PHONY: help setup test test-unit test-chart test-integration test-e2e cluster-up cluster-down lint up down bench lock
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # checkov (security checks of the rendered manifests and the Dockerfile) in a venv of its own,
-# because it pins many packages of its own.
+# because it pins many packages of its own. Every package is locked by tools/checkov-constraints.txt.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.tools/checkov-venv"
 CHECKOV_VERSION=3.3.30
-if [ "$("$venv/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+stamp="$venv/.constraints.sha256"
+want=$(sha256sum "$root/tools/checkov-constraints.txt" | cut -d' ' -f1)
+if [ "$("$venv/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing checkov $CHECKOV_VERSION"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION" \
+    -c "$root/tools/checkov-constraints.txt"
+  echo "$want" > "$stamp"
 fi
