@@ -213,7 +213,9 @@ class Roller:
                     "the new dynamic configs to be in effect",
                 )
             self.log(
-                "only dynamic configs changed: applied without a restart",
+                "only dynamic configs changed: applied without a restart"
+                if diff.set
+                else "no effective configuration change: no restart",
                 step="reconfigure",
                 pod=name,
                 configs=diff.set,

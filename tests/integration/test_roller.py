@@ -288,7 +288,9 @@ def test_preflight_fails_on_a_missing_zookeeper_follower_and_waits(cluster, plat
     # thread: the harness ties its processes to the thread that starts them.
     out: dict = {}
     waiting = threading.Thread(
-        target=lambda: out.update(rc=cli.main([*base_args(cluster), "preflight", "--wait", "120"]))
+        target=lambda: out.update(
+            rc=cli.main([*base_args(cluster), "preflight", "--wait", "120"], platform=platform)
+        )
     )
     waiting.start()
     cluster.zk_pods[follower].start()
