@@ -250,7 +250,12 @@ class TopicReconciler:
                 out[key] = Outcome("retry")
 
     # ---- describe, diff, apply ------------------------------------------------------------
-    def _describe(self, names: list[str]) -> tuple[dict[str, TopicState], dict[str, str]]:
+    def _describe(
+        self, names: list[str], keys: dict[str, set[str]]
+    ) -> tuple[dict[str, TopicState], dict[str, str]]:
+        """Partitions of every topic (one metadata request per chunk) and, per topic, the
+        config keys in ``keys`` only (the spec's and those an earlier spec set): the others
+        are never changed, so they need not be read; topics without such keys cost nothing."""
         states: dict[str, TopicState] = {}
         invalid: dict[str, str] = {}
         for i in range(0, len(names), CHUNK * 2):
@@ -269,13 +274,13 @@ class TopicReconciler:
                     raise Errors.for_code(code)(f"describing topic {t['name']}")
                 parts = {p["partition_index"]: list(p["replica_nodes"]) for p in t["partitions"]}
                 states[t["name"]] = TopicState(t["name"], parts, {})
-        existing = sorted(states)
+        existing = sorted(n for n in states if keys.get(n))
         for i in range(0, len(existing), CHUNK):
             chunk = existing[i : i + CHUNK]
             res = self.kafka.call(
                 "describe_configs",
                 lambda a, c=chunk: a.describe_configs(
-                    [ConfigResource(ConfigResourceType.TOPIC, n) for n in c]
+                    [ConfigResource(ConfigResourceType.TOPIC, n, sorted(keys[n])) for n in c]
                 ),
             )
             for name, configs in (res.get("topic") or {}).items():
@@ -286,7 +291,12 @@ class TopicReconciler:
         return states, invalid
 
     def _sync(self, items: list[Item], out, report) -> None:
-        states, invalid = self._describe(sorted({it.spec.name for it in items}))
+        keys: dict[str, set[str]] = {}
+        for it in items:
+            wanted = keys.setdefault(it.spec.name, set())
+            wanted.update(it.spec.config)
+            wanted.update(k for k in it.prev.get("configKeys") or [] if isinstance(k, str))
+        states, invalid = self._describe(sorted(keys), keys)
         creates, alters, grows, reassigning, resizing = [], [], [], [], []
         for it in items:
             if it.spec.name in invalid:
@@ -424,7 +434,7 @@ class TopicReconciler:
                     out[it.key] = Outcome("pending", requeue_after=1.0)
                 continue
             for it in created:
-                self._ready(it, report, f"topic {it.spec.name} created")
+                self._ready(it, report)
                 done.add(it.key)
 
     def _alter(self, alters: list[Item], report, out) -> list[Item]:
