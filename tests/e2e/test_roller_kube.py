@@ -101,8 +101,8 @@ def test_kube_adapter_revisions_delete_and_events(api, core, namespace):
     kp.delete_pod(KAFKA, old)  # a second delete of the same pod (by UID) is harmless
 
     def replaced():
-        p = next(p for p in kp.pods(KAFKA) if p.name == old.name)
-        return p.uid != old.uid and p.ready and p.revision == third and p
+        p = next((p for p in kp.pods(KAFKA) if p.name == old.name), None)
+        return p is not None and p.uid != old.uid and p.ready and p.revision == third and p
 
     new = wait_for("kairn-kafka-1 recreated on the update revision", replaced, timeout=120)
     kp.delete_pod(KAFKA, old)  # the precondition on the old UID protects the new pod
