@@ -88,16 +88,26 @@ def ready_count(core: client.CoreV1Api) -> int:
     return len(json.loads(resp.data)["items"])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Sampler(threading.Thread):
-    """Peak RSS of one process, sampled every 0.1 s."""
+    """Peak RSS and CPU time of one process, sampled every 0.1 s."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
-        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+        self.pid, self.peak, self.cpu, self.stop = pid, 0, 0.0, threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
             self.peak = max(self.peak, rss_bytes([self.pid]))
+            self.cpu = max(self.cpu, cpu_seconds(self.pid))
             self.stop.wait(0.1)
 
 
@@ -170,7 +180,7 @@ def main() -> int:
         }
         bin_ = str(ROOT / ".venv" / "bin" / "kairn-user-agent")
 
-        def run_agent(label: str, until, timeout: float) -> tuple[float, int]:
+        def run_agent(label: str, until, timeout: float) -> tuple[float, int, float]:
             with open(work / f"{label}.log", "w") as log:
                 started = time.monotonic()
                 proc = subprocess.Popen([bin_], env=env, stderr=log)
@@ -190,10 +200,11 @@ def main() -> int:
                     sampler.join()
                     proc.send_signal(signal.SIGTERM)
                     proc.wait(60)
-            return elapsed, sampler.peak
+            return elapsed, sampler.peak, sampler.cpu
 
-        cold, cold_rss = run_agent("cold", lambda: ready_count(core) == args.users, 900)
-        restart, restart_rss = run_agent("restart", lambda: readyz(port), 300)
+        cold, cold_rss, cold_cpu = run_agent("cold", lambda: ready_count(core) == args.users, 1800)
+        restart, restart_rss, _ = run_agent("restart", lambda: readyz(port), 300)
+        load = os.getloadavg()[0]
 
         ua = UserAdmin({"bootstrap_servers": cluster.bootstrap().split(","), **tls})
         try:
@@ -203,9 +214,9 @@ def main() -> int:
             quotas = set(ua.describe_quotas()) & names
         finally:
             ua.close()
-        errors = sum(
-            1 for line in (work / "cold.log").read_text().splitlines() if '"level": "error"' in line
-        )
+        cold_log = (work / "cold.log").read_text().splitlines()
+        errors = sum(1 for line in cold_log if '"level": "error"' in line)
+        batches = [json.loads(x) for x in cold_log if '"batch reconciled"' in x]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -219,23 +230,32 @@ def main() -> int:
         "cold_start_to_all_ready_seconds": round(cold, 1),
         "cold_start_peak_rss_mib": round(cold_rss / 2**20, 1),
         "users_per_second": round(args.users / cold, 1),
+        "cold_start_agent_cpu_seconds": round(cold_cpu, 1),
         "restart_to_ready_seconds": round(restart, 1),
         "restart_peak_rss_mib": round(restart_rss / 2**20, 1),
         "kafka_scram_users": len(scram) if args.auth == "scram-sha-512" else None,
         "kafka_acls": acls,
         "kafka_quota_entities": len(quotas),
         "agent_error_log_lines": errors,
+        "batches": [{"keys": b["keys"], "seconds": b["seconds"], **b["phases"]} for b in batches],
         "cpus": os.cpu_count(),
+        "load_average_1m_at_end": round(load, 1),
+        "logs": str(work),
     }
     print(f"user agent: {args.users} users x 5 ACLs ({args.auth}) from a cold start")
     for k, v in figures.items():
-        print(f"  {k:34} {v}")
+        if k != "batches":
+            print(f"  {k:34} {v}")
+    for b in figures["batches"]:
+        print(f"  batch {json.dumps(b)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = (
         "" if args.auth == "scram-sha-512" and args.users == 1000 else f"-{args.auth}-{args.users}"
     )
     (RESULTS / f"user_agent{suffix}.json").write_text(json.dumps(figures, indent=2) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
+    # keep the agent's logs of this run, drop the data of the cluster and control plane
+    for sub in ("kafka", "kube"):
+        shutil.rmtree(work / sub, ignore_errors=True)
     return 0
 
 

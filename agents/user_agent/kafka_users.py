@@ -30,7 +30,6 @@ reconnects after failures).
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import threading
 from collections.abc import Iterable
@@ -64,6 +63,7 @@ NOT_CONTROLLER = Errors.NotControllerError.errno
 RESOURCE_NOT_FOUND = Errors.ResourceNotFoundError.errno
 # DescribeClientQuotas match types
 MATCH_EXACT, MATCH_ANY = 0, 2
+PER_REQUEST = 50  # users per write request
 
 
 @dataclass(frozen=True)
@@ -219,21 +219,30 @@ class UserAdmin:
         return response
 
     def _fan_out(self, chunks: list, fn) -> list:
-        """``fn(lane, chunk)`` for each chunk, concurrently (chunk i on lane i); results in
-        order. Any exception is raised after every chunk has finished."""
-        if len(chunks) <= 1:
+        """``fn(lane, chunk)`` for each chunk; chunk i runs on lane i % lanes, the lanes
+        concurrently and each lane's chunks one after the other. Results in order; any
+        exception is raised once every lane has stopped."""
+        if len(chunks) <= 1 or self.max_lanes == 1:
             return [fn(0, c) for c in chunks]
-        futures = [self._pool.submit(fn, i, c) for i, c in enumerate(chunks)]
+        lanes = min(self.max_lanes, len(chunks))
+        results: list = [None] * len(chunks)
+
+        def run_lane(lane: int) -> None:
+            for i in range(lane, len(chunks), lanes):
+                results[i] = fn(lane, chunks[i])
+
+        futures = [self._pool.submit(run_lane, lane) for lane in range(lanes)]
         for f in futures:
             f.exception()
-        return [f.result() for f in futures]
+        for f in futures:
+            f.result()
+        return results
 
-    def _split(self, items: list, per_lane: int = 50) -> list[list]:
-        """``items`` in up to ``max_lanes`` interleaved chunks of at least ``per_lane``."""
-        if not items:
-            return []
-        n = max(1, min(self.max_lanes, math.ceil(len(items) / per_lane)))
-        return [items[i::n] for i in range(n)]
+    @staticmethod
+    def _split(items: list, per_request: int = PER_REQUEST) -> list[list]:
+        """``items`` in chunks of at most ``per_request``: requests stay short, so a slow
+        ZooKeeper does not push one past the request timeout."""
+        return [items[i : i + per_request] for i in range(0, len(items), per_request)]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -428,16 +437,19 @@ class UserAdmin:
                 )
         return out
 
-    def _acl_chunks(self, acls: list[tuple]) -> list[list[int]]:
-        """Indexes of ``acls`` in up to ``max_lanes`` chunks, the ACLs of one resource (type,
-        name, pattern) always in the same chunk."""
+    @staticmethod
+    def _acl_chunks(acls: list[tuple], per_request: int = 4 * PER_REQUEST) -> list[list[int]]:
+        """Indexes of ``acls`` in chunks of about ``per_request``, the ACLs of one resource
+        (type, name, pattern) always in the same chunk, so concurrent chunks sent to
+        different brokers never update the same resource."""
         groups: dict[tuple, list[int]] = {}
         for i, a in enumerate(acls):
             groups.setdefault(a[:3], []).append(i)
-        n = max(1, min(self.max_lanes, math.ceil(len(acls) / 100), len(groups)))
-        chunks: list[list[int]] = [[] for _ in range(n)]
-        for g in sorted(groups.values(), key=len, reverse=True):
-            min(chunks, key=len).extend(g)
+        chunks: list[list[int]] = [[]]
+        for g in groups.values():
+            if chunks[-1] and len(chunks[-1]) + len(g) > per_request:
+                chunks.append([])
+            chunks[-1].extend(g)
         return [c for c in chunks if c]
 
     def _acl_write(self, acls: list[tuple], build, results_of) -> list[KafkaItemError | None]:

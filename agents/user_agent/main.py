@@ -4,6 +4,7 @@ after the user), their ACLs and their quotas."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -80,6 +81,9 @@ class UserAgent:
     def __init__(self, settings: Settings, api: client.ApiClient | None = None):
         self.settings = settings
         self.log = setup_logging("kairn-user-agent", settings.log_level)
+        # the network client runs on the reconcile thread: a busy machine makes it warn about
+        # slow event-loop tasks, which says nothing about Kafka
+        logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
         ex = settings.extra
         if int(ex.get("cert_validity_days") or 365) <= int(ex.get("cert_renewal_days") or 30):
             raise ValueError("--cert-validity-days must be larger than --cert-renewal-days")

@@ -193,7 +193,7 @@ class UserReconciler:
                 k = st.meta(obj)["name"]
                 if out.get(k) and out[k].result == "ready":
                     out[k] = Outcome("retry")
-        log.debug(
+        log.info(
             "batch reconciled",
             keys=len(keys),
             seconds=round(time.monotonic() - started, 3),
