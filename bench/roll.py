@@ -65,7 +65,7 @@ def all_in_sync(c) -> bool:
         admin.close()
 
 
-def kairn_roll(c) -> None:
+def kairn_roll(c) -> dict:
     platform = LocalPlatform(c)
     platform.upgrade(KAFKA)
     t = tls(c)
@@ -73,13 +73,15 @@ def kairn_roll(c) -> None:
         "--bootstrap", c.bootstrap(),
         "--zookeeper-nodes", ",".join(f"{h}:{p}" for h, p in zookeeper(c).nodes),
         "--tls-ca-file", t.ca, "--tls-cert-file", t.cert, "--tls-key-file", t.key,
-        "--tls-check-hostname", "false", "--log-level", "warning", "roll",
+        "--tls-check-hostname", "false", "--log-level", "info", "roll",
     ]  # fmt: skip
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         rc = cli.main(argv, platform=platform)
     if rc != 0:
         raise RuntimeError(f"kairn roll failed: {err.getvalue().strip().splitlines()[-1]}")
+    steps = [json.loads(line) for line in err.getvalue().splitlines() if line.startswith("{")]
+    return {s["pod"]: s["seconds"] for s in steps if s.get("step") == "back"}
 
 
 def naive_roll(c) -> None:
@@ -87,6 +89,7 @@ def naive_roll(c) -> None:
         pod.stop()
         pod.start()
         wait_until(pod.running, 60, f"{pod.name} processes up")
+    return None
 
 
 def measure(c, name: str, roll) -> dict:
@@ -96,14 +99,16 @@ def measure(c, name: str, roll) -> dict:
     with Load(client(c), TOPICS, rate=RATE, tag=name) as load:
         wait_until(lambda: load.acked_count() >= RATE, 60, "the load to run")
         started = time.monotonic()
-        roll(c)
+        per_pod = roll(c)
         wall = time.monotonic() - started
+        wait_until(lambda: all_in_sync(c), 300, "every partition in sync after the roll")
+        whole = time.monotonic() - started
         result = load.stop()
-    wait_until(lambda: all_in_sync(c), 300, "every partition in sync after the roll")
     missing = lost(client(c), result)
     return {
         "roll": name,
         "wall_seconds": round(wall, 1),
+        "until_in_sync_seconds": round(whole, 1),
         "controller_elections": zk.controller_epoch() - epoch_before,
         "produce_errors": len(result.errors),
         "messages_sent": result.sent,
@@ -112,6 +117,7 @@ def measure(c, name: str, roll) -> dict:
         "latency_max_ms": round(max(result.latencies, default=0) * 1000, 1),
         "latency_p99_ms": round(result.percentile(0.99) * 1000, 1),
         "first_errors": result.errors[:3],
+        "seconds_until_each_pod_back_in_sync": per_pod,
     }
 
 
@@ -140,8 +146,10 @@ def main() -> int:
         c.stop()
     kairn, naive = rows
     ratio = kairn["wall_seconds"] / naive["wall_seconds"] if naive["wall_seconds"] else None
+    ratio_sync = kairn["until_in_sync_seconds"] / naive["until_in_sync_seconds"]
     cols = [
         "wall_seconds",
+        "until_in_sync_seconds",
         "controller_elections",
         "produce_errors",
         "messages_lost",
@@ -153,6 +161,7 @@ def main() -> int:
     for col in cols:
         print(f"{col:32}" + "".join(f"{r[col]:>12}" for r in rows))
     print(f"kairn wall time / naive wall time: {ratio:.2f}" if ratio else "")
+    print(f"kairn / naive, until every partition is in sync again: {ratio_sync:.2f}")
     for r in rows:
         for e in r["first_errors"]:
             print(f"  {r['roll']} error: {e}")
@@ -164,6 +173,7 @@ def main() -> int:
         "load": {"rate_per_second": RATE, "topics": TOPICS, "partitions": 6, "rf": 3, "min_isr": 2},
         "results": rows,
         "kairn_over_naive_wall_time": round(ratio, 2) if ratio else None,
+        "kairn_over_naive_until_in_sync": round(ratio_sync, 2),
     }
     (RESULTS / "roll.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"written: {RESULTS / 'roll.json'}")

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from .kube import same_template_but_config
@@ -76,17 +77,20 @@ class LocalPlatform:
         return rev
 
     def pods(self, component: str) -> list[PodInfo]:
+        pods = self._pods(component)
+        with ThreadPoolExecutor(len(pods) or 1) as pool:  # the probes run side by side
+            ready = list(pool.map(lambda p: p.ready(), pods))
         return [
             PodInfo(
                 name=pod.name,
                 ordinal=i,
                 uid=self.uid[pod.name],
                 revision=self.pod_revision[pod.name],
-                ready=pod.ready(),
+                ready=ready[i],
                 running=pod.running(),
                 started_at=self.started[pod.name],
             )
-            for i, pod in enumerate(self._pods(component))
+            for i, pod in enumerate(pods)
         ]
 
     def delete_pod(self, component: str, pod: PodInfo) -> None:
