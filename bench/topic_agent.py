@@ -198,10 +198,16 @@ def main() -> int:
         )
         cold = wait(proc, started, lambda: ready_count(core) == n, 600, "cold start (labels)")
         result["cold_start_seconds"] = round(cold, 2)
+        # the machine is shared: the load says how much of it this run had
+        result["load_average_1m_after_cold_start"] = round(os.getloadavg()[0], 1)
+        result["cpus"] = os.cpu_count()
         admin = cluster.admin_client()
         topics = set(admin.list_topics())
         assert all(f"bench.t{i:05d}" in topics for i in range(n)), "a topic is missing"
-        print(f"cold start: {n} topics Ready in {cold:.1f}s ({n / cold:.0f} topics/s)")
+        print(
+            f"cold start: {n} topics Ready in {cold:.1f}s ({n / cold:.0f} topics/s; "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
 
         # 2. spec-change latency
         lat = []
