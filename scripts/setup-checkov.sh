@@ -6,8 +6,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.tools/checkov-venv"
 CHECKOV_VERSION=3.3.30
 stamp="$venv/.constraints.sha256"
-want=$(sha256sum "$root/tools/checkov-constraints.txt" | cut -d' ' -f1)
-if [ "$("$venv/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+# (checkov --version takes seconds to import everything: a stamp says what is installed)
+want="$CHECKOV_VERSION $(sha256sum "$root/tools/checkov-constraints.txt" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing checkov $CHECKOV_VERSION"
   rm -rf "$venv"
   python3 -m venv "$venv"
