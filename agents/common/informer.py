@@ -95,8 +95,12 @@ class Informer:
         page_size: int = 500,
         max_backoff: float = 30.0,
         name: str = "informer",
+        list_fn: Callable | None = None,
     ):
+        """``list_fn``: the list call to list and watch with (default
+        ``core.list_namespaced_config_map``; e.g. ``core.list_namespaced_secret``)."""
         self.core, self.namespace, self.selector = core, namespace, label_selector
+        self._list_fn = list_fn
         self.handler, self.metrics, self.on_synced = handler, metrics, on_synced
         self.watch_timeout, self.page_size, self.max_backoff = watch_timeout, page_size, max_backoff
         self.log = get_logger(f"kairn.{name}")
@@ -110,6 +114,9 @@ class Informer:
         self.synced = threading.Event()
         self.heartbeat = time.monotonic()
         self.lists = 0
+
+    def _lister(self) -> Callable:
+        return self._list_fn or self.core.list_namespaced_config_map
 
     # ---- cache ----------------------------------------------------------------------------
     def get(self, key: str) -> dict | None:
@@ -205,9 +212,7 @@ class Informer:
             }
             if cont:
                 kw["_continue"] = cont
-            resp = self.core.list_namespaced_config_map(
-                self.namespace, _preload_content=False, **kw
-            )
+            resp = self._lister()(self.namespace, _preload_content=False, **kw)
             page = json.loads(resp.data)
             md = page.get("metadata") or {}
             rv = rv or md.get("resourceVersion")
@@ -239,7 +244,7 @@ class Informer:
         w = _RawWatch()
         self._watch = w
         stream = w.stream(
-            self.core.list_namespaced_config_map,
+            self._lister(),
             self.namespace,
             label_selector=self.selector,
             resource_version=self.resource_version,

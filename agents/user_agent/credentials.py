@@ -140,6 +140,21 @@ def cert_expiry(data: dict | None) -> str | None:
 
 
 # ---- the Secret object -----------------------------------------------------------------------
+FIELD_MANAGER = "kairn-user-agent"
+
+
+def edited_by_others(secret: dict | None) -> bool:
+    """Whether someone other than the agent set keys of the Secret's ``data`` (its
+    managedFields name another manager of ``f:data``): a password typed in by hand is then
+    the user's password."""
+    if not secret:
+        return False
+    for mf in (secret.get("metadata") or {}).get("managedFields") or []:
+        if mf.get("manager") != FIELD_MANAGER and "f:data" in (mf.get("fieldsV1") or {}):
+            return True
+    return False
+
+
 def owned_by(secret: dict | None, owner_uid: str | None) -> bool:
     """Whether ``secret`` is the one this agent wrote for the ConfigMap with ``owner_uid``."""
     if not secret or not owner_uid:

@@ -13,11 +13,13 @@ from kubernetes import client
 
 from agents.common import status as st
 from agents.common.controller import Controller
+from agents.common.informer import Informer
 from agents.common.kafka_admin import KafkaAccess, client_kwargs
 from agents.common.logs import setup_logging
 from agents.common.metrics import HealthServer, Metrics
 from agents.common.settings import Settings, base_parser, env, kube_client
 
+from .credentials import USER_LABEL
 from .kafka_users import UserAdmin
 from .reconciler import UserReconciler
 
@@ -125,6 +127,17 @@ class UserAgent:
             cert_validity_days=int(ex.get("cert_validity_days") or 365),
             cert_renewal_days=int(ex.get("cert_renewal_days") or 30),
         )
+        # the users' Secrets: one deleted or changed by hand is set right at once
+        self.secret_informer = Informer(
+            self.core,
+            settings.namespace,
+            f"kairn.dev/cluster={settings.cluster},{USER_LABEL}",
+            self._on_secret,
+            metrics=self.metrics,
+            name="user-secret-informer",
+            list_fn=self.core.list_namespaced_secret,
+        )
+        self._secret_thread: threading.Thread | None = None
         self.controller.ready_checks.append(self.kafka.reachable)
         self.server = HealthServer(
             self.metrics,
@@ -134,6 +147,16 @@ class UserAgent:
             settings.http_port,
         )
 
+    def _on_secret(self, key: str, old: dict | None, new: dict | None) -> None:
+        if not self.secret_informer.synced.is_set():
+            return  # the first list: the ConfigMaps' own first sync covers every user
+        if new is not None and not Informer.changed(old, new):
+            return
+        if new is not None and self.reconciler.wrote(new):
+            return  # the agent's own write
+        if self.controller.informer.get(key) is not None:
+            self.controller.queue.add(key)
+
     def _reconcile(self, keys):
         out = self.reconciler.reconcile(keys)
         self.metrics.set_resources(self.reporter.counts())
@@ -142,6 +165,10 @@ class UserAgent:
     def start(self) -> UserAgent:
         self.server.start()
         self.controller.start()
+        self._secret_thread = threading.Thread(
+            target=self.secret_informer.run, name="user-secret-informer", daemon=True
+        )
+        self._secret_thread.start()
         self.log.info(
             "started",
             cluster=self.settings.cluster,
@@ -151,7 +178,10 @@ class UserAgent:
         return self
 
     def stop(self) -> None:
+        self.secret_informer.stop()
         self.controller.stop()
+        if self._secret_thread is not None:
+            self._secret_thread.join(timeout=10)
         self.server.stop()
         self.reporter.close()
         self.reconciler.close()

@@ -35,7 +35,7 @@ from agents.common.status import ERROR, PENDING, READY, StatusReporter
 
 from . import credentials as cred
 from .kafka_users import SCRAM_SHA_512, KafkaItemError, UserAdmin, acl_of
-from .spec import SCRAM, TLS, SpecError, UserSpec, parse, raw_hash
+from .spec import SCRAM, TLS, SpecError, UserSpec, parse, raw_hash, spec_hash
 
 FINALIZER = "kairn.dev/user"
 FORCE_RENEW = "kairn.dev/force-renew"
@@ -113,9 +113,20 @@ class UserReconciler:
         self.reserved = {f"{self.fullname}-kafka", f"{self.fullname}-agents"}
         self._phases: dict[str, float] = {}
         self._last = 0.0
+        self._written: dict[str, str] = {}  # Secret name -> digest of what this agent wrote
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+
+    @staticmethod
+    def _digest(secret: dict) -> str:
+        m = secret.get("metadata") or {}
+        return spec_hash([secret.get("data") or {}, m.get("labels") or {}, m.get("annotations")])
+
+    def wrote(self, secret: dict) -> bool:
+        """Whether ``secret`` is as this agent last wrote it (its own write coming back)."""
+        name = (secret.get("metadata") or {}).get("name")
+        return self._written.get(name) == self._digest(secret)
 
     def _mark(self, phase: str) -> None:
         """Adds the time since the previous mark to ``phase`` (logged once per batch)."""
@@ -327,7 +338,8 @@ class UserReconciler:
             else:
                 password = cred.secret_password(current) or cred.generate_password()
             it.password = password
-            it.upsert = not has_scram or password != cred.secret_password(current)
+            edited = cred.edited_by_others(current)
+            it.upsert = not has_scram or edited or password != cred.secret_password(current)
             data = cred.scram_data(spec.name, password)
         elif spec.auth == TLS:
             ca = ca_of()
@@ -357,8 +369,8 @@ class UserReconciler:
                 spec.secret_annotations,
                 (current or {}).get("metadata", {}).get("resourceVersion"),
             )
-            if cred.secret_differs(current, body):
-                it.secret_wanted = body
+            if cred.secret_differs(current, body) or cred.edited_by_others(current):
+                it.secret_wanted = body  # (written again to own its data once more)
         elif current is not None:
             it.delete_secret = True
         wanted = {acl_of(spec.principal, r) for r in spec.acls}
@@ -557,11 +569,18 @@ class UserReconciler:
             return
         body = it.secret_wanted
         if it.secret is None:
-            self.core.create_namespaced_secret(self.namespace, body, _preload_content=False)
-        else:
-            self.core.replace_namespaced_secret(
-                it.spec.name, self.namespace, body, _preload_content=False
+            resp = self.core.create_namespaced_secret(
+                self.namespace, body, field_manager=cred.FIELD_MANAGER, _preload_content=False
             )
+        else:
+            resp = self.core.replace_namespaced_secret(
+                it.spec.name,
+                self.namespace,
+                body,
+                field_manager=cred.FIELD_MANAGER,
+                _preload_content=False,
+            )
+        self._written[it.spec.name] = self._digest(json.loads(resp.data))
         log.info(
             "secret written",
             name=it.key,

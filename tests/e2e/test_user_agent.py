@@ -466,6 +466,40 @@ def test_deleting_the_configmap_revokes_login_and_removes_the_secret(
     )
 
 
+def test_a_secret_deleted_or_changed_by_hand_is_set_right(core, ns, kafka_cluster, start_agent):
+    start_agent()
+    core.create_namespaced_config_map(ns, cm_body("nina", scram_user([])))
+    wait_state(core, ns, "nina", "Ready")
+    first = secret_data(core, ns, "nina")["password"].decode()
+    uid = core.read_namespaced_secret("nina", ns).metadata.uid
+    core.delete_namespaced_secret("nina", ns)
+
+    def rewritten():
+        s = core.read_namespaced_secret("nina", ns)
+        return s if s.metadata.uid != uid else None
+
+    wait_for("the Secret written again", rewritten, timeout=60)
+    second = secret_data(core, ns, "nina")["password"].decode()
+    assert second != first  # the old password was nowhere else: a new one is set
+    wait_for("nina to log in", lambda: can_login(kafka_cluster, "nina", second), timeout=60)
+    wait_for(
+        "the old password refused", lambda: not can_login(kafka_cluster, "nina", first), timeout=60
+    )
+
+    # a password typed into the Secret becomes the user's password, as with Strimzi
+    typed = "Typed" + os.urandom(6).hex()
+    SECRET_VALUES.add(typed)
+    core.patch_namespaced_secret(
+        "nina", ns, {"data": {"password": base64.b64encode(typed.encode()).decode()}}
+    )
+    wait_for(
+        "sasl.jaas.config to follow",
+        lambda: f'password="{typed}"' in secret_data(core, ns, "nina")["sasl.jaas.config"].decode(),
+        timeout=60,
+    )
+    wait_for("nina to log in with it", lambda: can_login(kafka_cluster, "nina", typed), timeout=60)
+
+
 # ---- restarts -------------------------------------------------------------------------------
 def test_a_restart_keeps_every_password(core, ns, kafka_cluster, kube, tmp_path):
     names = [f"r{i}" for i in range(6)]

@@ -138,3 +138,15 @@ def test_acls_and_quotas_are_made_equal_to_the_spec(rec):
         "consumer_byte_rate": None,
         "request_percentage": 10.0,
     }
+
+
+def test_a_password_typed_into_the_secret_is_set_in_kafka(rec):
+    secret = our_secret(cred.scram_data("alice", "Kept0password"))
+    secret["data"]["password"] = cred.b64("typed")
+    secret["metadata"]["managedFields"] = [
+        {"manager": "kairn-user-agent", "fieldsV1": {"f:data": {}}},
+        {"manager": "kubectl-patch", "fieldsV1": {"f:data": {"f:password": {}}}},
+    ]
+    it = plan(rec, item(SCRAM, secret=secret), scram={"alice": [(SCRAM_SHA_512, 4096)]})
+    assert it.upsert and it.password == "typed"
+    assert "typed" in cred.unb64(it.secret_wanted["data"]["sasl.jaas.config"]).decode()
