@@ -106,10 +106,10 @@ class KubePlatform:
         return int(self._sts(component).spec.replicas or 0)
 
     def update_revision(self, component: str) -> str:
+        # the name of a ControllerRevision ("<statefulset>-<hash>"), as pods carry it in their
+        # controller-revision-hash label
         sts = self._sts(component)
-        rev = sts.status.update_revision or sts.status.current_revision or ""
-        # ControllerRevision names are "<statefulset>-<hash>"; pods carry the same full name
-        return rev
+        return sts.status.update_revision or sts.status.current_revision or ""
 
     def pods(self, component: str) -> list[PodInfo]:
         sts = self._sts(component)
