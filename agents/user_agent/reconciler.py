@@ -121,7 +121,9 @@ class UserReconciler:
     @staticmethod
     def _digest(secret: dict) -> str:
         m = secret.get("metadata") or {}
-        return spec_hash([secret.get("data") or {}, m.get("labels") or {}, m.get("annotations")])
+        return spec_hash(
+            [secret.get("data") or {}, m.get("labels") or {}, m.get("annotations") or {}]
+        )
 
     def wrote(self, secret: dict) -> bool:
         """Whether ``secret`` is as this agent last wrote it (its own write coming back)."""
@@ -568,6 +570,8 @@ class UserReconciler:
             log.info("secret deleted", name=it.key, secret=it.spec.name)
             return
         body = it.secret_wanted
+        # noted before the write: its watch event may come back before the answer does
+        self._written[it.spec.name] = self._digest(body)
         if it.secret is None:
             resp = self.core.create_namespaced_secret(
                 self.namespace, body, field_manager=cred.FIELD_MANAGER, _preload_content=False
@@ -580,7 +584,7 @@ class UserReconciler:
                 field_manager=cred.FIELD_MANAGER,
                 _preload_content=False,
             )
-        self._written[it.spec.name] = self._digest(json.loads(resp.data))
+        self._written[it.spec.name] = self._digest(json.loads(resp.data))  # as stored
         log.info(
             "secret written",
             name=it.key,
