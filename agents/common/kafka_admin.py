@@ -85,6 +85,7 @@ class KafkaAccess:
         self._lock = threading.RLock()
         self.last_ok: float | None = None
         self.last_error: str | None = None
+        self._probe: threading.Thread | None = None
 
     def admin(self) -> KafkaAdminClient:
         with self._lock:
@@ -117,15 +118,29 @@ class KafkaAccess:
         return result
 
     def reachable(self, max_age: float = 60.0) -> tuple[bool, str]:
-        """Whether Kafka answered recently; asks it (describe_cluster) when the last answer is
-        older than ``max_age`` seconds."""
-        if self.last_ok is not None and time.monotonic() - self.last_ok < max_age:
+        """Whether Kafka answered recently, without waiting for Kafka (a probe's HTTP handler
+        must answer within its timeout). When the last answer is older than ``max_age``
+        seconds a describe_cluster runs in the background; until it fails, an answer up to
+        three times ``max_age`` old still counts."""
+        age = None if self.last_ok is None else time.monotonic() - self.last_ok
+        if age is not None and age < max_age:
             return True, "kafka reachable"
-        try:
-            self.call("describe_cluster", lambda a: a.describe_cluster())
-            return True, "kafka reachable"
-        except Exception as e:
-            return False, f"kafka unreachable: {e!r}"
+        self._probe_in_background()
+        if age is not None and age < 3 * max_age:
+            return True, "kafka reachable (being checked again)"
+        return False, f"kafka unreachable: {self.last_error or 'not reached yet'}"
+
+    def _probe_in_background(self) -> None:
+        with self._lock:
+            if self._probe is not None and self._probe.is_alive():
+                return
+
+            def probe() -> None:
+                with contextlib.suppress(Exception):
+                    self.call("describe_cluster", lambda a: a.describe_cluster())
+
+            self._probe = threading.Thread(target=probe, name="kafka-probe", daemon=True)
+            self._probe.start()
 
     def close(self) -> None:
         self.reset()

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -239,7 +240,12 @@ def test_create_grow_change_and_remove_config(core, namespace, kafka_cluster, st
         "kairn_last_full_sync_timestamp_seconds",
     ):
         assert metric in text
-    assert 'kairn_resources{agent="topic",state="Ready"} 1.0' in text
+    wait_for(
+        "the Ready gauge",
+        lambda: (
+            'kairn_resources{agent="topic",state="Ready"} 1.0' in http_get(agent, "/metrics")[1]
+        ),
+    )
 
 
 def test_drift_in_kafka_is_set_back_on_resync(core, namespace, kafka_cluster, start_agent, topic):
@@ -609,3 +615,29 @@ def test_own_updates_are_ignored_and_watch_survives_compaction(
     assert "kairn.dev/state" not in (
         core.read_namespaced_config_map("other", namespace).metadata.labels or {}
     )
+
+
+def test_kafka_unreachable_is_retried_not_an_error(core, namespace, start_agent, topic):
+    """No broker answers: the ConfigMap gets no state (it is not wrong), /readyz says why, the
+    failures are counted, and the agent keeps trying with backoff."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    agent = start_agent(bootstrap=dead, tls_ca_file="", kafka_timeout_ms=2000)
+    core.create_namespaced_config_map(namespace, cm_body("lonely", {"topicName": topic("x")}))
+
+    def failures() -> float:
+        text = agent.metrics.render().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("kairn_reconciliations_total{") and 'result="retry"' in line
+        )
+
+    wait_for("two failed attempts", lambda: failures() >= 2, timeout=120)
+    assert "kairn.dev/state" not in (
+        core.read_namespaced_config_map("lonely", namespace).metadata.labels or {}
+    )
+    code, text = http_get(agent, "/readyz")
+    assert code == 503 and text.strip()
+    assert http_get(agent, "/healthz")[0] == 200
