@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+
+
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process. Tied
+# children are therefore forked from this one worker thread, which lives as long as the process.
+_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="spawner")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -45,7 +52,8 @@ class Proc:
         out = self.log.open("ab")
         out.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
         out.flush()
-        self._popen = subprocess.Popen(
+        spawn = functools.partial(
+            subprocess.Popen,
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -55,6 +63,7 @@ class Proc:
             start_new_session=True,
             preexec_fn=_die_with_parent if self.tie_to_parent else None,
         )
+        self._popen = _SPAWNER.submit(spawn).result() if self.tie_to_parent else spawn()
         out.close()
         if self.pidfile:
             self.pidfile.parent.mkdir(parents=True, exist_ok=True)

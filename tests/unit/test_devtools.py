@@ -94,3 +94,18 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_a_process_started_from_a_short_lived_thread_keeps_running(tmp_path):
+    """PR_SET_PDEATHSIG follows the forking thread; the pod must outlive the thread that started it."""
+    import threading
+
+    p = Proc("from-thread", ["sleep", "300"], tmp_path / "log")
+    t = threading.Thread(target=p.start)
+    t.start()
+    t.join()
+    try:
+        with pytest.raises(TimeoutError):
+            wait_until(lambda: not p.running(), 1.0, "the child to die", interval=0.1)
+    finally:
+        p.kill()
