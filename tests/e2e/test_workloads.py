@@ -81,7 +81,7 @@ def test_statefulset_pods_become_ready(api, core, kube, namespace):
         "3 ready endpoints",
         lambda: (
             sum(
-                len([e for e in s.endpoints if e.conditions.ready])
+                len([e for e in s.endpoints or [] if e.conditions.ready])
                 for s in client.DiscoveryV1Api(api)
                 .list_namespaced_endpoint_slice(
                     namespace, label_selector="kubernetes.io/service-name=db"
