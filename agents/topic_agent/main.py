@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 from kubernetes import client
 
 from agents.common import status as st
+from agents.common.cli import run_agent
 from agents.common.controller import Controller
 from agents.common.informer import Informer, key_of
 from agents.common.kafka_admin import KafkaAccess
@@ -146,21 +145,7 @@ class TopicAgent:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        settings = Settings.from_args(args)
-        agent = TopicAgent(settings)
-    except Exception as e:
-        print(f"kairn-topic-agent: {e}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    agent.start()
-    stop.wait()
-    agent.log.info("stopping")
-    agent.stop()
-    return 0
+    return run_agent("kairn-topic-agent", parser(), TopicAgent, argv)
 
 
 if __name__ == "__main__":

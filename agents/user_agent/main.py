@@ -5,13 +5,13 @@ after the user), their ACLs and their quotas."""
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 
 from kubernetes import client
 
 from agents.common import status as st
+from agents.common.cli import run_agent
 from agents.common.controller import Controller
 from agents.common.informer import Informer
 from agents.common.kafka_admin import KafkaAccess, client_kwargs
@@ -189,21 +189,7 @@ class UserAgent:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        settings = Settings.from_args(args)
-        agent = UserAgent(settings)
-    except Exception as e:
-        print(f"kairn-user-agent: {e}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    agent.start()
-    stop.wait()
-    agent.log.info("stopping")
-    agent.stop()
-    return 0
+    return run_agent("kairn-user-agent", parser(), UserAgent, argv)
 
 
 if __name__ == "__main__":
