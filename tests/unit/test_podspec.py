@@ -173,6 +173,9 @@ def test_pod_hosts_cover_every_dns_form():
 
 
 def test_a_replaced_path_is_not_rewritten_by_a_shorter_mount():
-    mounts = {"/etc/zookeeper": Path("/tmp/run/zk-0/volumes/config"), "/tmp": Path("/tmp/run/zk-0/volumes/tmp")}
+    mounts = {
+        "/etc/zookeeper": Path("/tmp/run/zk-0/volumes/config"),
+        "/tmp": Path("/tmp/run/zk-0/volumes/tmp"),
+    }
     out = localize("cfg=/etc/zookeeper/zoo.cfg tmp=/tmp/x", mounts, {}, "127.0.0.2")
     assert out == "cfg=/tmp/run/zk-0/volumes/config/zoo.cfg tmp=/tmp/run/zk-0/volumes/tmp/x"
