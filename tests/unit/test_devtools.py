@@ -39,7 +39,7 @@ def test_wait_until_returns_the_first_truthy_result():
 
 
 def test_proc_stop_escalates_to_sigkill_when_term_is_ignored(tmp_path):
-    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('READY'.lower(), flush=True); time.sleep(60)"
+    script = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('READY'.lower(), flush=True); signal.pause()"
     p = Proc(
         "stubborn", [sys.executable, "-c", script], tmp_path / "log", pidfile=tmp_path / "p.pid"
     )
@@ -56,13 +56,13 @@ def test_tied_processes_die_with_the_process_that_started_them(tmp_path):
     """kill -9 of a test run must not leave its cluster behind."""
     pidfile = tmp_path / "child.pid"
     parent = textwrap.dedent(f"""
-        import sys, time
+        import signal
         from pathlib import Path
         from devtools.procs import Proc
         p = Proc("child", ["sleep", "300"], Path({str(tmp_path / "log")!r}), pidfile=Path({str(pidfile)!r}))
         p.start()
         print("started", flush=True)
-        time.sleep(300)
+        signal.pause()
     """)
     proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, cwd=os.getcwd())
     assert proc.stdout.readline().strip() == b"started"
