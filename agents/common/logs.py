@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import ClassVar
 
 SECRET_WORDS = ("password", "secret", "token", "jaas", "private", "credential")
 
@@ -99,3 +100,28 @@ def get_logger(name: str) -> Logger:
     """A logger named ``name`` (kept under the ``kairn`` hierarchy for its level)."""
     full = name if name.startswith("kairn") else f"kairn.{name}"
     return Logger(logging.getLogger(full.replace("kairn-", "kairn.", 1)))
+
+
+class LineLogger:
+    """The hook commands' logger: ``log(msg, level=..., **fields)`` writes one JSON object a line
+    to stderr, below ``threshold`` nothing. (The agents use ``setup_logging``; the hooks are
+    short-lived commands whose callers read their stderr line by line.)"""
+
+    LEVELS: ClassVar[dict[str, int]] = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+    def __init__(self, name: str, level: str = "info"):
+        self.name = name
+        self.set_level(level)
+
+    def set_level(self, level: str) -> None:
+        self.threshold = self.LEVELS[level]
+
+    def __call__(self, msg: str, level: str = "info", **fields) -> None:
+        if self.LEVELS.get(level, 20) < self.threshold:
+            return
+        rec = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "msg": msg}
+        print(
+            json.dumps({**rec, "logger": self.name, **fields}, default=str),
+            file=sys.stderr,
+            flush=True,
+        )

@@ -9,20 +9,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agents.common.logs import LineLogger
+
 from .model import KINDS, Desired
 from .plan import STEPS
 from .run import PlanError, run
 from .store import Conflict, DirSecretStore, KubeSecretStore
 
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-_threshold = [LEVELS["info"]]
-
-
-def log(msg: str, level: str = "info", **fields) -> None:
-    if LEVELS.get(level, 20) < _threshold[0]:
-        return
-    rec = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "msg": msg}
-    print(json.dumps({**rec, "logger": "kairn-certs", **fields}), file=sys.stderr, flush=True)
+log = LineLogger("kairn-certs")
+LEVELS = LineLogger.LEVELS
 
 
 def _env(name: str, default=None):
@@ -140,7 +135,7 @@ def _one_line(e: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _threshold[0] = LEVELS[args.log_level]
+    log.set_level(args.log_level)
     try:
         if not args.fullname:
             raise PlanError("--fullname (KAIRN_FULLNAME) is required")

@@ -7,26 +7,16 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
+
+from agents.common.logs import LineLogger
 
 from .kafka import Kafka
 from .model import KAFKA, ZOOKEEPER
 from .run import Roller, RollError, Settings
 from .zk import TlsFiles, ZooKeeper, parse_nodes
 
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-_threshold = [LEVELS["info"]]
-
-
-def log(msg: str, level: str = "info", **fields) -> None:
-    if LEVELS.get(level, 20) < _threshold[0]:
-        return
-    rec = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "level": level, "msg": msg}
-    print(
-        json.dumps({**rec, "logger": "kairn-roller", **fields}, default=str),
-        file=sys.stderr,
-        flush=True,
-    )
+log = LineLogger("kairn-roller")
+LEVELS = LineLogger.LEVELS
 
 
 def _env(name: str, default=None):
@@ -169,7 +159,7 @@ def _one_line(e: Exception) -> str:
 def main(argv: list[str] | None = None, platform=None, sleep=time.sleep) -> int:
     """Exit status: 0 done, 1 refused or failed (one line on stderr says why), 2 bad usage."""
     args = parser().parse_args(argv)
-    _threshold[0] = LEVELS[args.log_level]
+    log.set_level(args.log_level)
     kafka = None
     try:
         if args.pod_timeout <= 0:
