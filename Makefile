@@ -8,7 +8,7 @@ BIN     := .tools/bin
 STAMP   := .tools/.setup-done
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.venv/bin:$(PATH)
 
-SETUP_INPUTS := requirements.txt constraints.txt pyproject.toml tools/kafka/pom.xml \
+SETUP_INPUTS := requirements.txt constraints.txt pyproject.toml tools/kafka/pom.xml tools/jmx/pom.xml \
                 $(wildcard tools/go/*/go.mod tools/go/kube/*/go.mod) $(wildcard scripts/setup-*.sh) tools/checkov-constraints.txt
 
 .PHONY: help setup test test-unit test-chart test-integration test-e2e cluster-up cluster-down lint up down bench lock
@@ -20,6 +20,7 @@ setup: ## install everything into .venv/ and .tools/ (idempotent; a second run i
 	@scripts/setup-system.sh
 	@scripts/setup-python.sh
 	@scripts/setup-kafka.sh
+	@scripts/setup-jmx.sh
 	@scripts/setup-go-tools.sh
 	@scripts/setup-kube.sh
 	@scripts/setup-checkov.sh
