@@ -80,6 +80,10 @@ class KafkaAccess:
         factory: Callable[[], KafkaAdminClient] | None = None,
     ):
         self.settings, self.metrics = settings, metrics
+        if metrics is not None:  # the identity this agent presents to Kafka, and the CA it trusts
+            metrics.watch_certificates(
+                {"agents": settings.tls_cert_file, "cluster-ca": settings.tls_ca_file}
+            )
         self._factory = factory or (lambda: admin_client(settings))
         self._admin: KafkaAdminClient | None = None
         self._lock = threading.RLock()

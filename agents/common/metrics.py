@@ -9,6 +9,8 @@ Metrics live in a :class:`Metrics` object with its own registry, labelled by ``a
 - ``kafka_requests_total{agent,api,result}`` (Counter; result: ok, error)
 - ``watch_restarts_total{agent}`` (Counter), ``queue_depth{agent}`` (Gauge),
   ``last_full_sync_timestamp_seconds{agent}`` (Gauge)
+- ``certificate_expiry_timestamp_seconds{agent,certificate}`` (Gauge; the TLS files the agent
+  uses, read at every scrape: see :meth:`Metrics.watch_certificates`)
 
 :class:`HealthServer` serves /metrics, /healthz and /readyz with Flask under waitress in a
 daemon thread. ``healthy`` and ``ready`` are callables returning ``(ok, reason)``.
@@ -20,6 +22,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 
+from cryptography import x509
 from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,6 +32,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 STATES = ("Ready", "Error", "Pending")
 
@@ -103,8 +108,39 @@ class Metrics:
     def full_sync_done(self, unix_time: float) -> None:
         self._last_sync.labels(self.agent).set(unix_time)
 
+    def watch_certificates(self, files: dict[str, str | None]) -> None:
+        """Export the expiry of the certificates in ``files`` (label -> PEM file). The agents
+        get their certificate from the same PKI hook run as the brokers and ZooKeeper nodes,
+        so its expiry is theirs too, and the alert on it says when to renew."""
+        self.registry.register(_CertificateExpiry(self.agent, files))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CertificateExpiry(Collector):
+    """Read at every scrape: a renewed Secret reaches the mounted files without a restart. A
+    bundle (a CA file during a CA replacement holds the old and the new CA) counts by its
+    latest expiry; an unreadable file is left out rather than failing the scrape."""
+
+    def __init__(self, agent: str, files: dict[str, str | None]):
+        self.agent, self.files = agent, {k: v for k, v in files.items() if v}
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "kairn_certificate_expiry_timestamp_seconds",
+            "Unix time when a certificate the agent uses expires",
+            labels=["agent", "certificate"],
+        )
+        for name, path in self.files.items():
+            try:
+                with open(path, "rb") as f:
+                    certs = x509.load_pem_x509_certificates(f.read())
+            except (OSError, ValueError):
+                continue
+            latest = max(c.not_valid_after_utc.timestamp() for c in certs)
+            family.add_metric([self.agent, name], latest)
+        yield family
 
 
 Check = Callable[[], tuple[bool, str]]
