@@ -1,4 +1,5 @@
-# kairn: one image for the entity agents, the upgrade hooks and the TLS sidecar (stunnel).
+# kairn: one image for the entity agents, the upgrade hooks, the TLS sidecar (stunnel) and the
+# Prometheus JMX exporter java agent that brokers and ZooKeeper load (/opt/kairn/jmx).
 # Build from the repository root: docker build -t kairn/kairn:0.1.0 .
 
 # ---- build: a wheel of the agents package and a virtualenv with the pinned runtime deps ----
@@ -22,12 +23,28 @@ RUN /opt/kairn/bin/pip install --only-binary=:all: setuptools==80.9.0 \
     && /opt/kairn/bin/pip install --no-deps /wheels/*.whl \
     && /opt/kairn/bin/pip uninstall --yes setuptools pip
 
+# ---- jmx: the Prometheus JMX exporter java agent, resolved by Maven from tools/jmx/pom.xml (the
+# pin `make setup` uses too). The chart copies it into Kafka and ZooKeeper pods with an init
+# container, since the Kafka image lacks it. Maven and its JDK stay in this stage.
+FROM python:3.11.14-slim-bookworm AS jmx
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# the JDK's post-install step needs the man folder that slim images leave out
+RUN mkdir -p /usr/share/man/man1 \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends maven=3.8.7-1 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY tools/jmx/pom.xml ./
+RUN mvn -q -B dependency:copy-dependencies -DoutputDirectory=/jmx -DincludeScope=runtime \
+      -Dmdep.stripVersion=true \
+    && test -f /jmx/jmx_prometheus_javaagent.jar
+
 # ---- final: Python runtime, stunnel from Debian, the virtualenv; no compilers, no pip ----
 FROM python:3.11.14-slim-bookworm
 # No HEALTHCHECK: the image runs several commands and Kubernetes probes each of them (the chart).
 # checkov:skip=CKV_DOCKER_2: health is checked by Kubernetes probes per command, see the chart
 LABEL org.opencontainers.image.title="kairn" \
-      org.opencontainers.image.description="kairn entity agents, upgrade hooks and TLS sidecar" \
+      org.opencontainers.image.description="kairn entity agents, upgrade hooks, TLS sidecar and the JMX exporter agent for brokers" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PATH=/opt/kairn/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -40,6 +57,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin kairn
 COPY --from=build /opt/kairn /opt/kairn
+COPY --from=jmx /jmx/jmx_prometheus_javaagent.jar /opt/kairn/jmx/jmx_prometheus_javaagent.jar
 USER 10001:10001
 WORKDIR /tmp
 # The chart always sets the command (kairn-topic-agent, kairn-user-agent, kairn-roller,

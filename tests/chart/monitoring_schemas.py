@@ -1,5 +1,6 @@
 """JSON schemas for the prometheus-operator kinds the chart renders: the part of the
-monitoring.coreos.com/v1 CRD schemas (ServiceMonitor, PrometheusRule) that the chart uses, with
+monitoring.coreos.com/v1 CRD schemas (ServiceMonitor, PodMonitor, PrometheusRule) that the chart
+uses, with
 unknown fields refused, so a typo fails offline as it would fail against the CRD."""
 
 from __future__ import annotations
@@ -20,6 +21,26 @@ _DURATION = {
     "type": "string",
     "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
     r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+}
+
+
+_ENDPOINTS = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {
+            "port": {"type": "string"},
+            "path": {"type": "string"},
+            "interval": _DURATION,
+        },
+        "additionalProperties": False,
+    },
+}
+_SELECTOR = {
+    "type": "object",
+    "properties": {"matchLabels": _LABELS},
+    "additionalProperties": False,
 }
 
 
@@ -63,6 +84,15 @@ SCHEMAS = {
                     },
                 },
             },
+            "additionalProperties": False,
+        },
+    ),
+    "PodMonitor": _object(
+        "PodMonitor",
+        {
+            "type": "object",
+            "required": ["selector", "podMetricsEndpoints"],
+            "properties": {"selector": _SELECTOR, "podMetricsEndpoints": _ENDPOINTS},
             "additionalProperties": False,
         },
     ),
