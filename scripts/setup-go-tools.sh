@@ -10,6 +10,8 @@ HELM3_VERSION=v3.22.0
 HELM4_VERSION=v4.3.1
 KUBECONFORM_VERSION=v0.7.0
 HELM_UNITTEST_VERSION=v1.1.2   # also in tools/go/helm-unittest/go.mod
+# promtool checks and unit-tests the chart's alert rules; v0.316.0 is the module version of Prometheus 3.16.0
+PROMTOOL_VERSION=v0.316.0
 
 # stamp NAME VERSION: true when .tools/bin/NAME was built at VERSION
 have() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
@@ -42,4 +44,10 @@ if ! have helm-unittest "$HELM_UNITTEST_VERSION"; then
   (cd "$root/tools/go/helm-unittest" && GOFLAGS=-mod=mod go build -o "$bin/helm-unittest" \
     github.com/helm-unittest/helm-unittest/cmd/helm-unittest)
   mark helm-unittest "$HELM_UNITTEST_VERSION"
+fi
+
+if ! have promtool "$PROMTOOL_VERSION"; then
+  echo "building promtool $PROMTOOL_VERSION"
+  GOBIN="$bin" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  mark promtool "$PROMTOOL_VERSION"
 fi
