@@ -29,7 +29,8 @@ from agents.pki import issue as pki_issue
 from agents.pki.model import Desired
 from agents.pki.run import run as run_kairn_certs
 from agents.pki.store import DirSecretStore
-from devtools.podspec import KAFKA_BIN, PodIdentity, plan_pod, pod_hosts
+from devtools.localpod import LocalPod
+from devtools.podspec import KAFKA_BIN, PodIdentity, plan_pod, pod_hosts, statefulset_pod_spec
 from devtools.procs import Proc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,77 +144,38 @@ class Pod:
         self.cluster, self.kind, self.ordinal = cluster, kind, ordinal
         self.name = cluster.pod_name(kind, ordinal)
         self.folder = cluster.run_dir / self.name
-        self.containers: list[Proc] = []
-        self.probes: list = []
+        self.local: LocalPod | None = None
+
+    @property
+    def containers(self) -> list[Proc]:
+        return list(self.local.procs.values()) if self.local else []
 
     def start(self) -> None:
         if self.running():
             return
         run = self.cluster.plan(self.kind, self.ordinal)
-        for d in run.dirs:
-            d.mkdir(parents=True, exist_ok=True)
-        for path, text in run.files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        path_env = f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"
-        self.containers = [
-            Proc(
-                f"{self.name}/{c.name}",
-                c.argv,
-                self.folder / f"{c.name}.log",
-                env={**c.env, "PATH": path_env},
-                cwd=self.folder,
-                tie_to_parent=self.cluster.tie_to_parent,
-                pidfile=self.folder / f"{c.name}.pid",
-            )
-            for c in run.containers
-        ]
-        self.probes = [(c, path_env) for c in run.containers]
-        for c in self.containers:  # sidecars first, as Kubernetes starts native sidecars
-            c.start()
+        self.local = LocalPod(run, self.folder, tie_to_parent=self.cluster.tie_to_parent)
+        self.local.start()
 
     def stop(self, grace: float = 60.0) -> None:
         """Graceful, main container first: Kafka runs its controlled shutdown while its
         ZooKeeper sidecar is still up."""
-        for c in reversed(self.containers):
-            c.stop(grace)
+        if self.local:
+            self.local.stop(grace)
 
     def kill(self) -> None:
-        for c in self.containers:
-            c.kill()
+        if self.local:
+            self.local.kill()
 
     def running(self) -> bool:
-        return bool(self.containers) and all(c.running() for c in self.containers)
+        return self.local is not None and self.local.running()
 
     def ready(self) -> bool:
         """The chart's own readiness probes, run the way a kubelet runs them."""
-        if not self.running():
-            return False
-        for c, path_env in self.probes:
-            if c.readiness:
-                env = {**os.environ, **c.env, "PATH": path_env}
-                try:
-                    probe = subprocess.run(c.readiness, env=env, capture_output=True, timeout=8)
-                except subprocess.TimeoutExpired:
-                    return False
-                if probe.returncode != 0:
-                    return False
-            elif c.ready_port and not _accepts(
-                self.cluster.addr.pod(self.kind, self.ordinal), c.ready_port
-            ):
-                return False
-        return True
+        return self.local is not None and self.local.ready()
 
     def logs(self) -> list[Path]:
-        return [c.log for c in self.containers]
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-        return True
-    except OSError:
-        return False
+        return self.local.logs() if self.local else []
 
 
 # Small and quick for a 2-core machine; everything else is the chart's default.
@@ -229,6 +191,20 @@ HARNESS_VALUES = {
         },
     },
 }
+
+
+@dataclass
+class _FolderSources:
+    """The harness' sources: rendered ConfigMaps, Secrets as folders, claims in the pod."""
+
+    configmaps: dict[str, dict[str, str]]
+    secret_dir: Callable[[str], Path]
+
+    def configmap(self, name: str) -> dict[str, str]:
+        return self.configmaps[name]
+
+    def volume(self, volume: dict, pod: PodIdentity, pod_dir: Path) -> Path | None:
+        return pod_dir / "volumes" / volume["name"] if "persistentVolumeClaim" in volume else None
 
 
 @dataclass
@@ -294,7 +270,11 @@ class LocalCluster:
             )
         identity = PodIdentity(self.pod_name(kind, i), i, self.namespace, self.addr.pod(kind, i))
         return plan_pod(
-            sts, configmaps, identity, self.run_dir / identity.name, self.secret_dir, hosts
+            statefulset_pod_spec(sts),
+            identity,
+            self.run_dir / identity.name,
+            _FolderSources(configmaps, self.secret_dir),
+            hosts,
         )
 
     # ---- lifecycle --------------------------------------------------------------------------

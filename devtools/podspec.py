@@ -1,17 +1,19 @@
-"""Turn a pod of a rendered StatefulSet into local processes: files, command lines, probes.
+"""Turn a pod into local processes: files, command lines, probes.
 
 The chart's own output is the source of truth; this module only translates what a kubelet and
 a container runtime would provide, so that a broken template breaks a local run:
 
-- volumes: a configMap becomes a folder with its rendered files, a Secret the folder holding
-  that Secret's keys (as ``kairn-certs --out-dir`` writes them), emptyDir and claims folders
-  of the pod; every mountPath in files, commands and arguments is rewritten to its folder;
+- volumes: a configMap becomes a folder with its files, a Secret the folder holding that
+  Secret's keys, emptyDir and claims folders of the pod (the caller decides where Secrets,
+  claims and projected volumes live); every mountPath in files, commands and arguments is
+  rewritten to its folder;
 - network: every pod has one loopback address of its own, so ``127.0.0.1`` and "all
-  interfaces" (``://:9093``, stunnel's bare ``accept = 2181``) mean that address, and pod DNS
-  names resolve to their pod's address;
-- images: ``/opt/kafka/bin`` of the apache/kafka image is devtools/kafka-bin (the same main
-  classes on the jars `make setup` fetched); the kairn image's programs are on PATH;
-- environment: ``value``, the downward API fields the chart uses, and ``$(VAR)`` expansion.
+  interfaces" (``://:9093``, stunnel's bare ``accept = 2181``) mean that address; DNS names in
+  ``hosts`` are rewritten to addresses (the harness has no resolver of its own);
+- images: image paths in IMAGE_PATHS are local folders (``/opt/kafka/bin`` of the apache/kafka
+  image is devtools/kafka-bin, the same main classes on the jars `make setup` fetched); the
+  kairn image's programs are on PATH;
+- environment: ``value``, the downward API fields, Secret and ConfigMap keys, ``$(VAR)``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+ROOT = Path(__file__).resolve().parent.parent
 KAFKA_BIN = Path(__file__).resolve().parent / "kafka-bin"
+# Paths inside the images that are files of this checkout here.
+IMAGE_PATHS = {
+    "/opt/kafka/bin": KAFKA_BIN,
+    "/opt/kairn/jmx": ROOT / ".tools" / "jmx",
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,9 @@ class PodIdentity:
     ordinal: int
     namespace: str
     address: str  # the pod's loopback address
+    labels: dict[str, str] = field(default_factory=dict, compare=False)
+    annotations: dict[str, str] = field(default_factory=dict, compare=False)
+    node: str = "localhost"
 
 
 @dataclass
@@ -38,6 +50,11 @@ class ContainerRun:
     env: dict[str, str]
     readiness: list[str] | None = None  # an exec probe's argv, or None
     ready_port: int | None = None  # a tcpSocket probe's port
+    ready_http: tuple[int, str] | None = None  # an httpGet probe's (port, path)
+    init: bool = False  # a run-to-completion init container
+    sidecar: bool = False  # a native sidecar (init container with restartPolicy Always)
+    probe_period: float = 10.0
+    probe_delay: float = 0.0
 
 
 @dataclass
@@ -47,7 +64,21 @@ class PodRun:
     identity: PodIdentity
     files: dict[Path, str] = field(default_factory=dict)  # rendered config files to write
     dirs: list[Path] = field(default_factory=list)  # emptyDir and claim folders to create
-    containers: list[ContainerRun] = field(default_factory=list)
+    containers: list[ContainerRun] = field(default_factory=list)  # in start order
+    restart_policy: str = "Always"
+    grace_seconds: float = 30.0
+
+
+class Sources(Protocol):
+    """Where a pod's ConfigMaps, Secrets and other volumes come from."""
+
+    def configmap(self, name: str) -> dict[str, str]: ...
+
+    def secret_dir(self, name: str) -> Path: ...
+
+    def volume(self, volume: dict, pod: PodIdentity, pod_dir: Path) -> Path | None:
+        """The folder of a volume kind this source handles itself (claims, projected), or
+        None."""
 
 
 def localize(text: str, mounts: dict[str, Path], hosts: dict[str, str], address: str) -> str:
@@ -79,8 +110,18 @@ def pod_hosts(statefulset: dict, replicas: int, namespace: str, address_of) -> d
     return hosts
 
 
-def _env(container: dict, pod: PodIdentity, secret_dir) -> dict[str, str]:
+def _env(container: dict, pod: PodIdentity, sources: Sources) -> dict[str, str]:
     env: dict[str, str] = {}
+    for src in container.get("envFrom", []):
+        prefix = src.get("prefix", "")
+        if "configMapRef" in src:
+            data = sources.configmap(src["configMapRef"]["name"])
+        elif "secretRef" in src:
+            folder = sources.secret_dir(src["secretRef"]["name"])
+            data = {f.name: f.read_text() for f in folder.iterdir() if f.is_file()}
+        else:
+            raise ValueError(f"{container['name']}: unsupported envFrom source {sorted(src)}")
+        env |= {prefix + k: v for k, v in data.items()}
     for e in container.get("env", []):
         if "value" in e:
             env[e["name"]] = _expand(str(e["value"]), env)
@@ -90,7 +131,10 @@ def _env(container: dict, pod: PodIdentity, secret_dir) -> dict[str, str]:
             env[e["name"]] = _field(source["fieldRef"]["fieldPath"], pod)
         elif "secretKeyRef" in source:
             ref = source["secretKeyRef"]
-            env[e["name"]] = (secret_dir(ref["name"]) / ref["key"]).read_text()
+            env[e["name"]] = (sources.secret_dir(ref["name"]) / ref["key"]).read_text()
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            env[e["name"]] = sources.configmap(ref["name"])[ref["key"]]
         else:
             raise ValueError(
                 f"{container['name']}: unsupported env source for {e['name']}: {source}"
@@ -102,11 +146,19 @@ def _field(path: str, pod: PodIdentity) -> str:
     fields = {
         "metadata.name": pod.name,
         "metadata.namespace": pod.namespace,
-        "metadata.labels['apps.kubernetes.io/pod-index']": str(pod.ordinal),
-        "metadata.labels['statefulset.kubernetes.io/pod-name']": pod.name,
+        "spec.nodeName": pod.node,
         "status.podIP": pod.address,
         "status.hostIP": pod.address,
     }
+    labels = {
+        "apps.kubernetes.io/pod-index": str(pod.ordinal),
+        "statefulset.kubernetes.io/pod-name": pod.name,
+        **pod.labels,
+    }
+    if m := re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path):
+        found = (labels if m.group(1) == "labels" else pod.annotations).get(m.group(2))
+        if found is not None:
+            return found
     if path not in fields:
         raise ValueError(f"unsupported downward API field {path!r}")
     return fields[path]
@@ -121,39 +173,70 @@ def _expand(text: str, env: dict[str, str]) -> str:
     )
 
 
+def statefulset_pod_spec(statefulset: dict) -> dict:
+    """The pod spec the StatefulSet controller creates: the template's, with a claim volume
+    for each volumeClaimTemplate."""
+    spec = dict(statefulset["spec"]["template"]["spec"])
+    claims = [
+        {
+            "name": c["metadata"]["name"],
+            "persistentVolumeClaim": {"claimName": c["metadata"]["name"]},
+        }
+        for c in statefulset["spec"].get("volumeClaimTemplates", [])
+    ]
+    spec["volumes"] = list(spec.get("volumes", [])) + claims
+    return spec
+
+
+def _probe(run: ContainerRun, probe: dict, container: dict, local) -> None:
+    port = (probe.get("tcpSocket") or probe.get("httpGet") or {}).get("port")
+    if isinstance(port, str):
+        port = next(p["containerPort"] for p in container.get("ports", []) if p["name"] == port)
+    if "exec" in probe:
+        run.readiness = [local(a) for a in probe["exec"]["command"]]
+    elif "httpGet" in probe:
+        run.ready_http = (port, probe["httpGet"].get("path", "/"))
+    elif "tcpSocket" in probe:
+        run.ready_port = port
+    run.probe_period = float(probe.get("periodSeconds", 10))
+    run.probe_delay = float(probe.get("initialDelaySeconds", 0))
+
+
 def plan_pod(
-    statefulset: dict,
-    configmaps: dict[str, dict[str, str]],
+    spec: dict,
     pod: PodIdentity,
     pod_dir: Path,
-    secret_dir,
-    hosts: dict[str, str],
+    sources: Sources,
+    hosts: dict[str, str] | None = None,
 ) -> PodRun:
-    """What running ``pod`` of ``statefulset`` locally takes. ``secret_dir(name)`` is the folder
-    holding a Secret's keys."""
-    spec = statefulset["spec"]["template"]["spec"]
+    """What running ``pod`` (with pod spec ``spec``) locally takes."""
+    hosts = hosts or {}
     volumes: dict[str, Path] = {}
-    run = PodRun(pod)
+    run = PodRun(
+        pod,
+        restart_policy=spec.get("restartPolicy", "Always"),
+        grace_seconds=float(spec.get("terminationGracePeriodSeconds", 30)),
+    )
     for v in spec.get("volumes", []):
         folder = pod_dir / "volumes" / v["name"]
         if "configMap" in v:
             volumes[v["name"]] = folder
         elif "secret" in v:
-            volumes[v["name"]] = secret_dir(v["secret"]["secretName"])
+            volumes[v["name"]] = sources.secret_dir(v["secret"]["secretName"])
         elif "emptyDir" in v:
             volumes[v["name"]] = folder
             run.dirs.append(folder)
+        elif (own := sources.volume(v, pod, pod_dir)) is not None:
+            volumes[v["name"]] = own
+            run.dirs.append(own)
         else:
             raise ValueError(f"{pod.name}: unsupported volume {v['name']}: {sorted(v)}")
-    for claim in statefulset["spec"].get("volumeClaimTemplates", []):
-        folder = pod_dir / "volumes" / claim["metadata"]["name"]
-        volumes[claim["metadata"]["name"]] = folder
-        run.dirs.append(folder)
 
-    containers = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
-    containers += spec["containers"]
-    mounts: dict[str, Path] = {"/opt/kafka/bin": KAFKA_BIN}
-    for c in containers:
+    inits = spec.get("initContainers", [])
+    containers = [(c, c.get("restartPolicy") != "Always") for c in inits]
+    containers += [(c, False) for c in spec["containers"]]
+    mounts: dict[str, Path] = dict(IMAGE_PATHS)
+    for c, _ in containers:
         for m in c.get("volumeMounts", []):
             target = volumes[m["name"]] / m.get("subPath", "")
             if mounts.get(m["mountPath"], target) != target:
@@ -162,19 +245,23 @@ def plan_pod(
 
     for v in spec.get("volumes", []):
         if "configMap" in v:
-            data = configmaps[v["configMap"]["name"]]
-            for key, text in data.items():
-                run.files[volumes[v["name"]] / key] = localize(text, mounts, hosts, pod.address)
+            data = sources.configmap(v["configMap"]["name"])
+            items = v["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                text = data[item["key"]]
+                run.files[volumes[v["name"]] / item["path"]] = localize(
+                    text, mounts, hosts, pod.address
+                )
 
-    for c in containers:
-        env = _env(c, pod, secret_dir)
+    for c, init in containers:
+        env = _env(c, pod, sources)
         local = lambda s, env=env: localize(_expand(s, env), mounts, hosts, pod.address)  # noqa: E731
         argv = [local(a) for a in c.get("command", []) + c.get("args", [])]
-        probe = c.get("readinessProbe", {})
-        readiness = [local(a) for a in probe["exec"]["command"]] if "exec" in probe else None
-        port = probe.get("tcpSocket", {}).get("port")
-        if isinstance(port, str):
-            port = next(p["containerPort"] for p in c.get("ports", []) if p["name"] == port)
         env = {k: local(v) for k, v in env.items()}
-        run.containers.append(ContainerRun(c["name"], argv, env, readiness, port))
+        container = ContainerRun(
+            c["name"], argv, env, init=init, sidecar=c.get("restartPolicy") == "Always"
+        )
+        if "readinessProbe" in c:
+            _probe(container, c["readinessProbe"], c, local)
+        run.containers.append(container)
     return run

@@ -51,8 +51,11 @@ COMPONENTS = (
     "kube-scheduler",
     "kwok",
     "provisioner",
+    "process-node",
 )
-BINARIES = COMPONENTS[:-1]
+BINARIES = COMPONENTS[:-2]
+PYTHON_COMPONENTS = {"provisioner", "process-node"}  # run with `python -m devtools.kube.<name>`
+PROCESS_NODE_PREFIX = "kairn-node"
 
 # Every controller a cluster runs by default (cloud controllers stay off without a cloud).
 # The node lifecycle controller, which lifts the not-ready taint from new nodes, gets a long
@@ -132,10 +135,12 @@ class ControlPlane:
         nodes: int = 3,
         die_with_parent: bool = False,
         stages: str | os.PathLike | None = None,
+        process_nodes: int = 0,
     ):
         self.run_dir = Path(run_dir).resolve()
         self.bin_dir = Path(bin_dir or os.environ.get("KAIRN_KUBE_BIN") or DEFAULT_BIN)
         self.nodes = nodes
+        self.process_nodes = process_nodes  # nodes whose pods really run (devtools/kube/node.py)
         self.die_with_parent = die_with_parent
         self.stages = Path(stages or DEFAULT_STAGES)
         self.pki_dir = self.run_dir / "pki"
@@ -157,8 +162,14 @@ class ControlPlane:
         return self.state["etcd"]
 
     @property
-    def node_names(self) -> list[str]:
+    def kwok_node_names(self) -> list[str]:
         return [f"kwok-node-{i}" for i in range(self.nodes)]
+
+    @property
+    def node_names(self) -> list[str]:
+        return self.kwok_node_names + [
+            f"{PROCESS_NODE_PREFIX}-{i}" for i in range(self.process_nodes)
+        ]
 
     def start(self, timeout: float = 180.0) -> ControlPlane:
         if self.running():
@@ -185,6 +196,7 @@ class ControlPlane:
             "etcd_peer": f"http://127.0.0.1:{peer_port}",
             "kubeconfig": str(self.kubeconfig),
             "nodes": self.node_names,
+            "process_nodes": self.process_nodes,
         }
         self.state_file.write_text(json.dumps(self.state, indent=2) + "\n")
         self._write_kubeconfigs()
@@ -196,7 +208,8 @@ class ControlPlane:
             self._wait(deadline, "kube-apiserver /readyz", self._apiserver_ready)
             self.timings["api_ready"] = time.monotonic() - t0
             for name in COMPONENTS[2:]:
-                self._spawn(name, self._args(name))
+                if name != "process-node" or self.process_nodes:
+                    self._spawn(name, self._args(name))
             self._create_nodes()
             self._wait(
                 deadline,
@@ -221,7 +234,8 @@ class ControlPlane:
             pid = self._pid(name)
             proc = self._procs.pop(name, None)
             if pid is not None and _owned(pid, self.run_dir):
-                self._terminate(pid, proc, timeout)
+                # the process node stops its pods first: brokers shut down in a controlled way
+                self._terminate(pid, proc, timeout + 40 if name == "process-node" else timeout)
             elif proc is not None:
                 proc.poll()
             (self.pid_dir / f"{name}.pid").unlink(missing_ok=True)
@@ -234,6 +248,7 @@ class ControlPlane:
     def load(self) -> ControlPlane:
         """Reads the state of a control plane started earlier in the same run folder."""
         self.state = json.loads(self.state_file.read_text())
+        self.process_nodes = self.state.get("process_nodes", 0)
         return self
 
     def api_client(self):
@@ -363,6 +378,7 @@ class ControlPlane:
             "kube-scheduler": self._scheduler_args,
             "kwok": self._kwok_args,
             "provisioner": self._provisioner_args,
+            "process-node": self._process_node_args,
         }[name]()
 
     def _etcd_args(self) -> list[str]:
@@ -465,12 +481,21 @@ class ControlPlane:
             f"--run-dir={self.run_dir}",
         ]
 
+    def _process_node_args(self) -> list[str]:
+        return [
+            "-m",
+            "devtools.kube.node",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--run-dir={self.run_dir / 'node'}",
+            f"--nodes={self.process_nodes}",
+        ]
+
     # ----------------------------------------------------------------- processes
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
         try:
             proc = subprocess.Popen(
-                [sys.executable if name == "provisioner" else str(self.bin_dir / name), *args],
+                [sys.executable if name in PYTHON_COMPONENTS else str(self.bin_dir / name), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -594,7 +619,7 @@ class ControlPlane:
 
     def _create_nodes(self) -> None:
         key, value = KWOK_ANNOTATION
-        for name in self.node_names:
+        for name in self.kwok_node_names:
             node = {
                 "apiVersion": "v1",
                 "kind": "Node",

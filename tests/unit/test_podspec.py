@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from devtools.podspec import KAFKA_BIN, PodIdentity, localize, plan_pod, pod_hosts
+from devtools.podspec import (
+    KAFKA_BIN,
+    PodIdentity,
+    localize,
+    plan_pod,
+    pod_hosts,
+    statefulset_pod_spec,
+)
 
 MOUNTS = {
     "/etc/kafka/certs": Path("/run/secrets/brokers"),
@@ -127,16 +134,16 @@ def test_plan_pod_runs_sidecars_first_with_expanded_arguments(tmp_path):
     }
     pod = PodIdentity("k-kafka-1", 1, "ns", "127.3.3.111")
     run = plan_pod(
-        _statefulset(),
-        configmaps,
+        statefulset_pod_spec(_statefulset()),
         pod,
         tmp_path / "k-kafka-1",
-        lambda n: tmp_path / "secrets" / n,
-        {},
+        _Sources(configmaps, tmp_path / "secrets"),
     )
 
-    assert [c.name for c in run.containers] == ["tls-sidecar", "kafka"]  # run-once init skipped
-    sidecar, kafka = run.containers
+    assert [c.name for c in run.containers] == ["tls-sidecar", "init-once", "kafka"]
+    sidecar, once, kafka = run.containers
+    assert (sidecar.sidecar, sidecar.init) == (True, False)
+    assert (once.init, kafka.init, kafka.sidecar) == (True, False, False)
     assert sidecar.argv == [
         "stunnel",
         str(tmp_path / "k-kafka-1/volumes/config/stunnel-k-kafka-1.conf"),
@@ -157,13 +164,58 @@ def test_unsupported_volume_is_refused_by_name(tmp_path):
     sts["spec"]["template"]["spec"]["volumes"].append({"name": "odd", "hostPath": {"path": "/"}})
     with pytest.raises(ValueError, match="unsupported volume odd"):
         plan_pod(
-            sts,
-            {"k-kafka-config": {}},
+            statefulset_pod_spec(sts),
             PodIdentity("k-kafka-0", 0, "ns", "127.0.0.2"),
             tmp_path,
-            Path,
-            {},
+            _Sources({"k-kafka-config": {}}, tmp_path),
         )
+
+
+def test_env_from_configmap_and_secret_keys_and_labels(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "password").write_text("pw")
+    spec = {
+        "containers": [
+            {
+                "name": "app",
+                "command": ["run", "$(A)", "$(P)"],
+                "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "X_"}],
+                "env": [
+                    {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "a"}}},
+                    {"name": "P", "valueFrom": {"secretKeyRef": {"name": "s", "key": "password"}}},
+                    {
+                        "name": "L",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['team']"}},
+                    },
+                ],
+                "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}},
+            }
+        ],
+        "restartPolicy": "Never",
+    }
+    pod = PodIdentity("p", 0, "ns", "127.0.0.9", labels={"team": "data"})
+    run = plan_pod(spec, pod, tmp_path / "p", _Sources({"cm": {"a": "1"}}, tmp_path))
+    (app,) = run.containers
+    assert app.argv == ["run", "1", "pw"]
+    assert app.env["X_a"] == "1" and app.env["L"] == "data"
+    assert app.ready_http == (8080, "/readyz")
+    assert run.restart_policy == "Never"
+
+
+class _Sources:
+    def __init__(self, configmaps, secrets: Path):
+        self.configmaps, self.secrets = configmaps, secrets
+
+    def configmap(self, name):
+        return self.configmaps[name]
+
+    def secret_dir(self, name):
+        return self.secrets / name
+
+    def volume(self, volume, pod, pod_dir):
+        if "persistentVolumeClaim" in volume:
+            return pod_dir / "volumes" / volume["name"]
+        return None
 
 
 def test_pod_hosts_cover_every_dns_form():
