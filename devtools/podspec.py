@@ -8,7 +8,7 @@ a container runtime would provide, so that a broken template breaks a local run:
   claims and projected volumes live); every mountPath in files, commands and arguments is
   rewritten to its folder;
 - network: every pod has one loopback address of its own, so ``127.0.0.1`` and "all
-  interfaces" (``://:9093``, stunnel's bare ``accept = 2181``) mean that address; DNS names in
+  interfaces" (``0.0.0.0``, ``://:9093``, stunnel's bare ``accept = 2181``) mean that address; DNS names in
   ``hosts`` are rewritten to addresses (the harness has no resolver of its own);
 - images: image paths in IMAGE_PATHS are local folders (``/opt/kafka/bin`` of the apache/kafka
   image is devtools/kafka-bin, the same main classes on the jars `make setup` fetched); the
@@ -91,7 +91,7 @@ def localize(text: str, mounts: dict[str, Path], hosts: dict[str, str], address:
     if hosts:
         names = "|".join(re.escape(h) for h in sorted(hosts, key=len, reverse=True))
         text = re.sub(f"(?<![\\w.-])({names})(?![\\w-])", lambda m: hosts[m.group(1)], text)
-    text = re.sub(r"(?<![\d.])127\.0\.0\.1(?![\d])", address, text)
+    text = re.sub(r"(?<![\d.])(127\.0\.0\.1|0\.0\.0\.0)(?![\d])", address, text)
     text = re.sub(r"://:(\d+)", rf"://{address}:\1", text)  # Kafka listeners on all interfaces
     return re.sub(
         r"(?m)^([ \t]*accept[ \t]*=[ \t]*)(\d+)[ \t]*$", rf"\g<1>{address}:\2", text

@@ -231,3 +231,8 @@ def test_a_replaced_path_is_not_rewritten_by_a_shorter_mount():
     }
     out = localize("cfg=/etc/zookeeper/zoo.cfg tmp=/tmp/x", mounts, {}, "127.0.0.2")
     assert out == "cfg=/tmp/run/zk-0/volumes/config/zoo.cfg tmp=/tmp/run/zk-0/volumes/tmp/x"
+
+
+def test_all_interfaces_mean_the_pod_address():
+    out = localize("-javaagent:/a.jar=0.0.0.0:9404:/c.yaml bind=10.0.0.0", {}, {}, "127.4.4.4")
+    assert out == "-javaagent:/a.jar=127.4.4.4:9404:/c.yaml bind=10.0.0.0"
