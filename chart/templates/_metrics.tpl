@@ -3,8 +3,8 @@ Broker and ZooKeeper metrics: the Prometheus JMX exporter java agent. The Kafka 
 so a (non-sidecar) init container copies it from the kairn image (/opt/kairn/jmx, see the
 Dockerfile) into the emptyDir "jmx-agent", which the JVM container mounts at /opt/jmx-agent and
 loads with -javaagent (KAFKA_OPTS, read by kafka-run-class.sh for brokers and ZooKeeper alike).
-The agent serves /metrics on metrics.jmx.port, all interfaces, with the rule file of
-chart/files/jmx/ that the component's ConfigMap carries as jmx-exporter.yaml.
+The agent serves /metrics on 0.0.0.0:<metrics.jmx.port> (every IPv4 address of the pod), with
+the rule file of chart/files/jmx/ that the component's ConfigMap carries as jmx-exporter.yaml.
 */}}
 
 {{/* The init container; call with the root context. */}}
@@ -25,7 +25,7 @@ chart/files/jmx/ that the component's ConfigMap carries as jmx-exporter.yaml.
 {{/* KAFKA_OPTS loading the agent; (dict "ctx" $ "config" "/etc/kafka/config/jmx-exporter.yaml") */}}
 {{- define "kairn.jmx.env" -}}
 - name: KAFKA_OPTS
-  value: "-javaagent:/opt/jmx-agent/jmx_prometheus_javaagent.jar={{ .ctx.Values.metrics.jmx.port }}:{{ .config }}"
+  value: "-javaagent:/opt/jmx-agent/jmx_prometheus_javaagent.jar=0.0.0.0:{{ .ctx.Values.metrics.jmx.port }}:{{ .config }}"
 {{- end -}}
 
 {{- define "kairn.jmx.port" -}}
