@@ -8,6 +8,7 @@ import yaml
 
 from devtools import clients
 from devtools.cluster import CHART, LocalCluster
+from devtools.metrics import scrape
 from tests.conftest import new_run_dir
 
 pytestmark = pytest.mark.kafka
@@ -19,6 +20,10 @@ def test_single_node_values_run_and_serve_over_tls():
     try:
         cluster.start()
         assert cluster.zookeeper_mode(0) == "standalone"
+        # the JMX exporter's rules know a standalone node too
+        assert (
+            scrape(cluster, "zookeeper", 0).value("zookeeper_quorum_role", role="Standalone") == 1
+        )
         clients.create_topic(cluster, "single.node", rf=1)
         tls = {"bootstrap_servers": cluster.bootstrap(), **cluster.admin.ssl_kwargs()}
         clients.produce("single.node", [b"one"], **tls)
