@@ -3,6 +3,7 @@ nodes, loaded the way the chart loads it), for tests and benchmarks."""
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ class Scrape:
         return out
 
     def families(self) -> list[str]:
-        return sorted({f.name for f in text_string_to_metric_families(self.text)})
+        """Metric family names as the exposition declares them (a counter's with _total)."""
+        return sorted(re.findall(r"(?m)^# TYPE (\S+) ", self.text))
 
     def value(self, name: str, **labels: str) -> float:
         """The sum of ``name``'s samples whose labels include ``labels``; KeyError when there is
