@@ -26,14 +26,15 @@ def console_scripts() -> set[str]:
 
 def dockerfile_binaries() -> set[str]:
     """Binaries of the final image that the chart may call: stunnel from the stunnel4 package
-    installed in the last stage, python3 from the python base image of that stage."""
+    installed in the last stage, python3 from the python base image of that stage, and cp of
+    the Debian coreutils under it (the init container that copies the JMX exporter agent)."""
     text = (ROOT / "Dockerfile").read_text()
     final = text.split("\nFROM ")[-1]
     found = set()
     if re.search(r"apt-get install[^\n]*(\\\n[^\n]*)*\bstunnel4=", final):
         found |= {"stunnel", "stunnel4"}
-    if re.match(r"python:3\.11\.\d+-slim", final):
-        found.add("python3")
+    if re.match(r"python:3\.11\.\d+-slim-(bookworm|trixie)", final):
+        found |= {"python3", "cp"}
     return found
 
 
