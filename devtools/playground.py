@@ -1,30 +1,37 @@
-"""`make up` / `make down`: the local playground cluster, in the background.
+"""`make up` / `make down`: kairn installed with helm on a local Kubernetes control plane.
 
-``up`` starts the harness cluster (3 ZooKeeper nodes behind TLS sidecars, 3 TLS/SCRAM brokers,
-ACL authorizer on) detached from the shell, writes ready-made client property files and small
-command wrappers into .run/playground/, and prints how to use them. ``down`` stops every process
-it started, found through their pid files. Running ``up`` twice is harmless.
+``up`` starts the local control plane (etcd, kube-apiserver, controllers, scheduler) with
+process-backed nodes (devtools/kube/node.py) detached from the shell, and runs
+``helm install`` of the chart: the PKI hook creates the certificates, and real ZooKeeper nodes
+behind TLS sidecars, three Kafka brokers and the topic and user agents run as local processes.
+It then declares a demo user through a ConfigMap, writes client property files, kubectl/helm
+and Kafka tool wrappers into .run/playground/, and prints how to use them. ``down`` stops it
+all. Running ``up`` twice is harmless.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
-import secrets
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from kafka.admin import ACLOperation, ResourceType
+import yaml
 
-from devtools import clients
-from devtools.cluster import KAFKA_LIBS, ROOT, LocalCluster
-from devtools.procs import kill_pidfiles
+from devtools.cluster import HARNESS_VALUES, KAFKA_LIBS, ROOT, wait_until
+from devtools.kube import ControlPlane
 
 HOME = ROOT / ".run" / "playground"
+KUBE_DIR = HOME / "kube"
+BIN = ROOT / ".tools" / "bin"
+RELEASE, NAMESPACE = "kairn", "kafka"
 DEMO_USER = "demo"
+BOOTSTRAP = f"{RELEASE}-kafka-bootstrap.{NAMESPACE}.svc.cluster.local"
 
 # command name -> Kafka main class (Kafka 3.9's own tools, from the jars `make setup` fetched)
 TOOLS = {
@@ -35,60 +42,131 @@ TOOLS = {
     "kafka-configs": "kafka.admin.ConfigCommand",
 }
 
+DEMO_USER_SPEC = {
+    "authentication": {"type": "scram-sha-512"},
+    "authorization": {
+        "type": "simple",
+        "acls": [
+            {"resource": {"type": "topic", "name": "*"}, "operations": ["All"]},
+            {"resource": {"type": "group", "name": "*"}, "operations": ["All"]},
+        ],
+    },
+}
+EXAMPLE_TOPIC = f"""apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: demo.orders
+  namespace: {NAMESPACE}
+  labels: {{kairn.dev/cluster: {RELEASE}, kairn.dev/type: topic}}
+data:
+  spec: |
+    partitions: 3
+    replicas: 3
+    config:
+      retention.ms: 86400000
+"""
 
-def _alive_pids(folder: Path) -> list[int]:
-    pids = []
-    for pidfile in folder.rglob("*.pid"):
-        try:
-            pid = int(pidfile.read_text())
-            os.kill(pid, 0)
-            pids.append(pid)
-        except (ValueError, ProcessLookupError):
-            pass
-    return pids
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "KUBECONFIG": str(KUBE_DIR / "kubeconfig")}
+
+
+def _run(*argv: str, timeout: float = 900, input: str | None = None) -> str:
+    out = subprocess.run(
+        argv, env=_env(), capture_output=True, text=True, timeout=timeout, input=input
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} failed: {out.stderr.strip()[-2000:]}")
+    return out.stdout
 
 
 def up() -> int:
-    if HOME.exists() and _alive_pids(HOME):
+    cp = ControlPlane(KUBE_DIR, nodes=0, process_nodes=3)
+    if (KUBE_DIR / "state.json").exists() and cp.load().running():
         print(_usage(json.loads((HOME / "connect.json").read_text())))
         return 0
-    if HOME.exists():
-        kill_pidfiles(HOME)
-        shutil.rmtree(HOME)
+    shutil.rmtree(HOME, ignore_errors=True)
+    HOME.mkdir(parents=True)
     started = time.monotonic()
-    print("starting 3 ZooKeeper nodes and 3 Kafka brokers (TLS, ACLs on) ...", flush=True)
-    cluster = LocalCluster(HOME, tie_to_parent=False)
     try:
-        cluster.start()
-        info = _prepare_clients(cluster)
+        print("starting the local Kubernetes control plane ...", flush=True)
+        cp.start()
+        print(f"helm install {RELEASE} chart/ -n {NAMESPACE} ...", flush=True)
+        values = HOME / "values.yaml"
+        values.write_text(yaml.safe_dump(HARNESS_VALUES))
+        _run(
+            str(BIN / "helm"), "install", RELEASE, str(ROOT / "chart"),
+            "--namespace", NAMESPACE, "--create-namespace",
+            "--values", str(values), "--wait", "--timeout", "10m",
+        )  # fmt: skip
+        installed = time.monotonic() - started
+        info = _prepare_clients()
     except BaseException:
-        kill_pidfiles(HOME)
-        print(f"the cluster did not start; logs are in {HOME}", file=sys.stderr)
+        print(
+            f"kairn did not come up; logs are in {HOME}/kube/logs and {HOME}/kube/node/pods",
+            file=sys.stderr,
+        )
+        cp.stop()
         raise
     info["seconds"] = round(time.monotonic() - started, 1)
+    info["install_seconds"] = round(installed, 1)
     (HOME / "connect.json").write_text(json.dumps(info, indent=2))
     print(_usage(info))
     return 0
 
 
 def down() -> int:
-    if not HOME.exists():
+    cp = ControlPlane(KUBE_DIR)
+    if not (KUBE_DIR / "state.json").exists() or not cp.load().running():
         print("nothing is running")
         return 0
-    killed = kill_pidfiles(HOME)
-    print(f"stopped {len(killed)} processes; data and logs stay in {HOME} until the next `make up`")
+    cp.stop()
+    print(f"stopped kairn and the control plane; logs stay in {HOME} until the next `make up`")
     return 0
 
 
-def _prepare_clients(cluster: LocalCluster) -> dict:
-    """Client property files (mTLS as the admin identity, SCRAM as a demo user) and wrappers."""
-    password = secrets.token_urlsafe(24)
-    clients.set_scram_password(cluster, DEMO_USER, password)
-    for rtype in (ResourceType.TOPIC, ResourceType.GROUP):
-        clients.grant(cluster, f"User:{DEMO_USER}", rtype, "*", [ACLOperation.ALL])
+def _secret(name: str) -> dict[str, bytes]:
+    data = json.loads(
+        _run(str(BIN / "kubectl"), "-n", NAMESPACE, "get", "secret", name, "-o", "json")
+    )
+    return {k: base64.b64decode(v) for k, v in data["data"].items()}
 
+
+def _prepare_clients() -> dict:
+    """A demo user declared as a ConfigMap, client property files and command wrappers."""
+    demo = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": DEMO_USER,
+            "namespace": NAMESPACE,
+            "labels": {"kairn.dev/cluster": RELEASE, "kairn.dev/type": "user"},
+        },
+        "data": {"spec": yaml.safe_dump(DEMO_USER_SPEC)},
+    }
+    _run(str(BIN / "kubectl"), "apply", "-f", "-", input=json.dumps(demo))
+    examples = HOME / "examples"
+    examples.mkdir()
+    (examples / "topic.yaml").write_text(EXAMPLE_TOPIC)
+
+    client_dir = HOME / "client"
+    client_dir.mkdir(mode=0o700)
+    agents = _secret(f"{RELEASE}-agents-cert")
+    for key in ("ca.crt", "user.crt", "user.key", "user.p12", "user.password"):
+        (client_dir / key).write_bytes(agents[key])
+        (client_dir / key).chmod(0o600)
+    password = wait_until(
+        lambda: _secret(DEMO_USER)["password"].decode(), 120, f"the Secret of user {DEMO_USER}"
+    )
     mtls = HOME / "client-mtls.properties"
-    shutil.copy(cluster.admin_properties, mtls)
+    mtls.write_text(
+        "security.protocol=SSL\n"
+        "ssl.keystore.type=PKCS12\n"
+        f"ssl.keystore.location={client_dir / 'user.p12'}\n"
+        f"ssl.keystore.password={(client_dir / 'user.password').read_text()}\n"
+        "ssl.truststore.type=PEM\n"
+        f"ssl.truststore.location={client_dir / 'ca.crt'}\n"
+    )
     scram = HOME / "client-scram.properties"
     scram.write_text(
         "security.protocol=SASL_SSL\n"
@@ -96,20 +174,39 @@ def _prepare_clients(cluster: LocalCluster) -> dict:
         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
         f'username="{DEMO_USER}" password="{password}";\n'
         "ssl.truststore.type=PEM\n"
-        f"ssl.truststore.location={cluster.cluster_ca_file}\n"
+        f"ssl.truststore.location={client_dir / 'ca.crt'}\n"
     )
     for f in (mtls, scram):
         f.chmod(0o600)
-    bin_dir = HOME / "bin"
+    _write_wrappers(HOME / "bin")
+    return {
+        "bootstrap_tls": f"{BOOTSTRAP}:9093",
+        "bootstrap_scram": f"{BOOTSTRAP}:9094",
+        "kubeconfig": str(KUBE_DIR / "kubeconfig"),
+        "client_mtls": str(mtls),
+        "client_scram": str(scram),
+        "bin": str(HOME / "bin"),
+        "logs": str(KUBE_DIR / "node" / "pods"),
+        "ca": str(client_dir / "ca.crt"),
+        "admin_cert": str(client_dir / "user.crt"),
+        "admin_key": str(client_dir / "user.key"),
+        "example_topic": str(examples / "topic.yaml"),
+    }
+
+
+def _write_wrappers(bin_dir: Path) -> None:
     bin_dir.mkdir(exist_ok=True)
+    kubeconfig = KUBE_DIR / "kubeconfig"
+    for name in ("kubectl", "helm"):
+        (bin_dir / name).write_text(f'#!/bin/sh\nKUBECONFIG={kubeconfig} exec {BIN / name} "$@"\n')
     for name, main in TOOLS.items():
-        wrapper = bin_dir / name
-        wrapper.write_text(
+        (bin_dir / name).write_text(
             "#!/bin/sh\n"
             f"exec java -Xmx256m -Dlog4j.configuration=file:{HOME / 'tools-log4j.properties'} "
             f"-cp '{KAFKA_LIBS}/*' {main} \"$@\"\n"
         )
-        wrapper.chmod(0o755)
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
     (HOME / "tools-log4j.properties").write_text(
         "log4j.rootLogger=WARN, stderr\n"
         "log4j.appender.stderr=org.apache.log4j.ConsoleAppender\n"
@@ -117,41 +214,32 @@ def _prepare_clients(cluster: LocalCluster) -> dict:
         "log4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n"
         "log4j.appender.stderr.layout.ConversionPattern=%p %m%n\n"
     )
-    return {
-        "bootstrap_tls": cluster.bootstrap(9093),
-        "bootstrap_scram": cluster.bootstrap(9094),
-        "zookeeper_tls": ",".join(f"{cluster.addr.pod('zookeeper', i)}:2181" for i in range(3)),
-        "client_mtls": str(mtls),
-        "client_scram": str(scram),
-        "bin": str(bin_dir),
-        "logs": str(HOME),
-        "ca": str(cluster.cluster_ca_file),
-        "admin_cert": str(cluster.admin.crt),
-        "admin_key": str(cluster.admin.key),
-    }
 
 
 def _usage(info: dict) -> str:
     b = info["bin"]
-    scram = info["bootstrap_scram"].split(",")[0]
-    took = f" (started in {info['seconds']} s)" if "seconds" in info else ""
+    took = f" in {info['seconds']} s" if "seconds" in info else ""
     return f"""
-kairn playground is up{took}: 3 ZooKeeper nodes (mutual TLS through stunnel) and 3 Kafka 3.9
-brokers (TLS listeners, SCRAM-SHA-512, ACL authorizer on).
+kairn is up{took}: `helm install` of the chart on a local Kubernetes control plane whose pods
+run as local processes: 3 ZooKeeper nodes (mutual TLS through stunnel), 3 Kafka 3.9 brokers
+(TLS listeners, SCRAM-SHA-512, ACL authorizer on), the topic and user agents.
 
+  kubectl / helm        : {b}/kubectl get pods -n {NAMESPACE}
+                          (or export KUBECONFIG={info["kubeconfig"]})
   bootstrap, mutual TLS : {info["bootstrap_tls"]}   properties: {info["client_mtls"]}
   bootstrap, SCRAM      : {info["bootstrap_scram"]}   properties: {info["client_scram"]}
-                          (user "{DEMO_USER}", may use every topic and group)
+                          (user "{DEMO_USER}", a user ConfigMap: every topic and group)
   CA certificate        : {info["ca"]}
-  logs and data         : {info["logs"]}
+  pod logs              : {info["logs"]}
 
-Try a topic:
-  {b}/kafka-topics --bootstrap-server {info["bootstrap_tls"].split(",")[0]} \\
-      --command-config {info["client_mtls"]} --create --topic demo.orders --partitions 3
-  echo hello | {b}/kafka-console-producer --bootstrap-server {scram} \\
+Declare a topic with a ConfigMap, then use it:
+  {b}/kubectl apply -f {info["example_topic"]}
+  {b}/kubectl get cm -n {NAMESPACE} -L kairn.dev/state
+  echo hello | {b}/kafka-console-producer --bootstrap-server {info["bootstrap_scram"]} \\
       --producer.config {info["client_scram"]} --topic demo.orders
-  {b}/kafka-console-consumer --bootstrap-server {scram} \\
+  {b}/kafka-console-consumer --bootstrap-server {info["bootstrap_scram"]} \\
       --consumer.config {info["client_scram"]} --topic demo.orders --from-beginning --max-messages 1
+  {b}/helm test {RELEASE} -n {NAMESPACE}
 
 From Python (kafka-python):
   KafkaProducer(bootstrap_servers="{info["bootstrap_tls"]}", security_protocol="SSL",

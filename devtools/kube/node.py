@@ -18,6 +18,8 @@ What differs from a kubelet, and why:
   /var/run/secrets path on the machine.
 - Volumes are copies made at container start; Secrets are not refreshed while a pod runs.
 - Liveness and startup probes are not run; readiness probes run at most every PROBE_PERIOD.
+- Tests can hold a pod: while `<run-dir>/hold/<namespace>/<pod>` exists, containers that
+  exit stay down.
 
     python -m devtools.kube.node --kubeconfig FILE --run-dir DIR [--nodes 3]
 """
@@ -309,6 +311,9 @@ class PodWorker(threading.Thread):
                     self.terminated[name] = code
                     self.finished_at[name] = _now()
                 continue
+            if self.node.held(self.ns, self.pod_name):
+                self.ready[name] = False
+                continue  # a test keeps this pod's crashed containers down
             if name not in self.next_restart:
                 backoff = min(MAX_BACKOFF, 2.0 ** local.restarts[name])
                 self.next_restart[name] = now + backoff
@@ -321,7 +326,8 @@ class PodWorker(threading.Thread):
                     code,
                     backoff,
                 )
-            elif now >= self.next_restart.pop(name):
+            elif now >= self.next_restart[name]:
+                del self.next_restart[name]
                 local.restart(name)
                 self.started_at[name] = _now()
         mains = [n for n in local.long_running() if not local.specs[n].sidecar]
@@ -535,6 +541,11 @@ class ProcessNode:
                 log.warning("node %s: status not written: %s", name, e.reason)
 
     # ---- pods -----------------------------------------------------------------------------
+    def held(self, namespace: str, name: str) -> bool:
+        """Whether `<run-dir>/hold/<namespace>/<pod>` exists: tests create it to keep a pod's
+        exited containers from being restarted (a node-level fault, say)."""
+        return (self.run_dir / "hold" / namespace / name).exists()
+
     def forget(self, uid: str) -> None:
         with self.lock:
             self.workers.pop(uid, None)
