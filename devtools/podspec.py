@@ -8,8 +8,9 @@ a container runtime would provide, so that a broken template breaks a local run:
   claims and projected volumes live); every mountPath in files, commands and arguments is
   rewritten to its folder;
 - network: every pod has one loopback address of its own, so ``127.0.0.1`` and "all
-  interfaces" (``0.0.0.0``, ``://:9093``, stunnel's bare ``accept = 2181``) mean that address; DNS names in
-  ``hosts`` are rewritten to addresses (the harness has no resolver of its own);
+  interfaces" (``0.0.0.0``, ``://:9093``, stunnel's bare ``accept = 2181``) mean that
+  address; DNS names in ``hosts`` are rewritten to addresses (the harness has no resolver;
+  the process-backed node resolves names through /etc/hosts instead);
 - images: image paths in IMAGE_PATHS are local folders (``/opt/kafka/bin`` of the apache/kafka
   image is devtools/kafka-bin, the same main classes on the jars `make setup` fetched); the
   kairn image's programs are on PATH;

@@ -27,7 +27,14 @@ _PR_SET_PDEATHSIG = 1
 _SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="spawner")
 
 
+def _unblock_signals() -> None:  # runs in the child between fork and exec
+    # A blocked signal mask survives exec: a parent that waits for SIGTERM with sigwait would
+    # otherwise hand its children a SIGTERM they never receive.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    _unblock_signals()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -61,7 +68,7 @@ class Proc:
             env={**os.environ, **self.env},
             cwd=self.cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.tie_to_parent else None,
+            preexec_fn=_die_with_parent if self.tie_to_parent else _unblock_signals,
         )
         self._popen = _SPAWNER.submit(spawn).result() if self.tie_to_parent else spawn()
         out.close()
