@@ -18,6 +18,11 @@ What differs from a kubelet, and why:
   /var/run/secrets path on the machine.
 - Volumes are copies made at container start; Secrets are not refreshed while a pod runs.
 - Liveness and startup probes are not run; readiness probes run at most every PROBE_PERIOD.
+- Listener addresses, log.dirs and zookeeper.connect in a broker's files are rewritten (the
+  pod's address, a local folder), so kairn-roller's comparison of a broker's running settings
+  with the ConfigMap always finds static differences here: a roll never takes its
+  "dynamic settings only" shortcut, and scaling out restarts the existing brokers, which in a
+  cluster would not happen.
 - Tests can hold a pod: while `<run-dir>/hold/<namespace>/<pod>` exists, containers that
   exit stay down.
 

@@ -312,7 +312,8 @@ def test_an_upgrade_rolls_brokers_controller_last_and_loses_nothing(install):
     producer = _Producer(install, "e2e.roll")
     producer.start()
     wait_until(lambda: len(producer.acked) > 20, 60, "the producer's first acks")
-    install.values = deep_merge(install.values, {"kafka": {"config": {"log.cleaner.threads": 2}}})
+    # a static setting: a dynamic one is applied without restarts (tests/integration covers that)
+    install.values = deep_merge(install.values, {"kafka": {"config": {"queued.max.requests": 400}}})
     started = time.monotonic()
     out = install.helm("upgrade", RELEASE, str(ROOT / "chart"), "--wait", "--timeout", "20m")
     roll_seconds = time.monotonic() - started
