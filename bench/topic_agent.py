@@ -1,5 +1,8 @@
 """Benchmark: kairn-topic-agent with N declared topics (1 partition, RF 3).
 
+0. Baseline: Kafka alone. The same number of topics (other names) created by one admin client
+   in CreateTopics requests of 200, one after another: what this cluster can do at best, so
+   that the agent's figure reads as a ratio (the machine is noisy; compare within one run).
 1. Cold start: N topic ConfigMaps exist before the agent starts; time from starting the agent
    process to every ConfigMap Ready (and every topic in Kafka), and the agent's peak RSS.
 2. Spec-change latency with N topics managed: config changes of randomly chosen ConfigMaps, one
@@ -36,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kafka.admin import ConfigResource, ConfigResourceType  # noqa: E402
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic  # noqa: E402
 from kubernetes import client  # noqa: E402
 
 from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
@@ -103,6 +106,20 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, round(p / 100 * len(s)) - 1))]
 
 
+def baseline(cluster: LocalCluster, n: int, chunk: int = 200) -> float:
+    """Seconds for one admin client to create n topics (1 partition, RF 3) in requests of
+    ``chunk``; each request returns once its partitions have leaders."""
+    admin = cluster.admin_client(request_timeout_ms=300_000)
+    started = time.monotonic()
+    try:
+        for i in range(0, n, chunk):
+            batch = [NewTopic(f"bench.raw.t{j:05d}", 1, 3) for j in range(i, min(n, i + chunk))]
+            admin.create_topics(batch, timeout_ms=300_000)
+        return time.monotonic() - started
+    finally:
+        admin.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--topics", type=int, default=1000)
@@ -118,6 +135,10 @@ def main() -> int:
     result: dict = {"topics": n, "partitions": 1, "replicas": 3, "batch_size": args.batch_size}
     try:
         cluster.start()
+        result["baseline_kafka_alone_seconds"] = round(baseline(cluster, n), 2)
+        print(
+            f"baseline: Kafka alone creates {n} topics in {result['baseline_kafka_alone_seconds']}s"
+        )
         kube.start()
         api = kube.api_client()
         api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
@@ -208,6 +229,8 @@ def main() -> int:
             f"cold start: {n} topics Ready in {cold:.1f}s ({n / cold:.0f} topics/s; "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
         )
+        result["cold_start_over_baseline"] = round(cold / result["baseline_kafka_alone_seconds"], 2)
+        print(f"cold start / Kafka alone: {result['cold_start_over_baseline']}")
 
         # 2. spec-change latency
         lat = []
