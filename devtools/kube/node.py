@@ -274,10 +274,9 @@ class PodWorker(threading.Thread):
             self.waiting = ("CreateContainerConfigError", f"{reason}: {str(e)[:300]}")
             log.info("%s/%s: cannot start yet: %s", self.ns, self.pod_name, self.waiting[1])
             return False
-        for c in run.containers:
-            c.env.pop("KUBECONFIG", None)
-            if sources.kubeconfig:
-                c.env["KUBECONFIG"] = str(sources.kubeconfig)
+        if sources.kubeconfig:  # in-cluster configuration: the pod's own ServiceAccount token
+            for c in run.containers:
+                c.env.setdefault("KUBECONFIG", str(sources.kubeconfig))
         self.local = LocalPod(run, self.dir)
         self.waiting = None
         self.phase = "Running"
