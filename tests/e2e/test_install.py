@@ -271,6 +271,10 @@ class _Producer(threading.Thread):
             retries=2**31 - 1,
             delivery_timeout_ms=600_000,
             request_timeout_ms=30_000,
+            # kafka-python 3.0 was once seen retrying NotLeaderForPartition against a stale
+            # leader for minutes after a roll whose partitions were all led and in sync again:
+            # refresh metadata often, so the client follows the roll as a Java client would
+            metadata_max_age_ms=5_000,
             **install.ssl(),
         )
 
