@@ -614,8 +614,9 @@ class ProcessNode:
                         ns, _preload_content=False, _request_timeout=30
                     )
                     services += json.loads(resp.data)["items"]
-                if self.hosts.write(dns_entries(pods, services, DOMAIN)):
-                    log.info("hosts: %d names", len(self.hosts._last or {}))
+                entries = dns_entries(pods, services, DOMAIN)
+                if self.hosts.write(entries):
+                    log.info("hosts: %d names", len(entries))
             except Exception as e:
                 log.warning("hosts not updated: %s", e)
 

@@ -64,26 +64,7 @@ SCHEMAS = {
         {
             "type": "object",
             "required": ["selector", "endpoints"],
-            "properties": {
-                "selector": {
-                    "type": "object",
-                    "properties": {"matchLabels": _LABELS},
-                    "additionalProperties": False,
-                },
-                "endpoints": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "port": {"type": "string"},
-                            "path": {"type": "string"},
-                            "interval": _DURATION,
-                        },
-                        "additionalProperties": False,
-                    },
-                },
-            },
+            "properties": {"selector": _SELECTOR, "endpoints": _ENDPOINTS},
             "additionalProperties": False,
         },
     ),

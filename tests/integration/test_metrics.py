@@ -72,14 +72,7 @@ def test_every_broker_serves_the_rule_set_with_sane_values(kafka_cluster):
         assert 0 <= s.value("kafka_network_processor_idle_ratio") <= 1.0
         assert s.value("jmx_scrape_error") == 0
     # exactly one controller, and it counts no offline partition
-    wait_until(
-        lambda: (
-            total(brokers(kafka_cluster), "kafka_controller_kafkacontroller_activecontrollercount")
-            == 1
-        ),
-        60,
-        "exactly one active controller",
-    )
+    _wait_one_controller(kafka_cluster)
     assert total(scrapes, "kafka_controller_kafkacontroller_offlinepartitionscount") == 0
 
 
@@ -168,14 +161,7 @@ def test_under_replicated_partitions_rise_when_a_broker_stops_and_fall_back(kafk
         "the under-replicated partitions back to 0",
     )
     assert total(brokers(kafka_cluster), "kafka_server_replicamanager_isrexpands_total") > expands
-    wait_until(
-        lambda: (
-            total(brokers(kafka_cluster), "kafka_controller_kafkacontroller_activecontrollercount")
-            == 1
-        ),
-        60,
-        "exactly one active controller",
-    )
+    _wait_one_controller(kafka_cluster)
 
 
 def test_every_broker_and_zookeeper_metric_of_the_alerts_and_dashboard_exists(kafka_cluster):
@@ -189,3 +175,13 @@ def test_every_broker_and_zookeeper_metric_of_the_alerts_and_dashboard_exists(ka
     assert wanted, "no broker or ZooKeeper metric found in the alerts and dashboard"
     missing = {n: sorted(w) for n, w in wanted.items() if n not in scraped}
     assert not missing, f"used but never scraped: {missing}"
+
+
+def _wait_one_controller(cluster) -> None:
+    wait_until(
+        lambda: (
+            total(brokers(cluster), "kafka_controller_kafkacontroller_activecontrollercount") == 1
+        ),
+        60,
+        "exactly one active controller",
+    )
