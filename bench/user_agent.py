@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client  # noqa: E402
 
-from agents.user_agent.kafka_users import UserAdmin  # noqa: E402
+from agents.user_agent.kafka_users import UserAdmin, acl_of  # noqa: E402
+from agents.user_agent.spec import parse  # noqa: E402
 from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
 from devtools.kube import ControlPlane  # noqa: E402
 
@@ -43,7 +44,7 @@ NS = "bench"
 CLUSTER = FULLNAME = "kairn"
 
 
-def spec(i: int, auth: str) -> str:
+def spec(i: int, auth: str = "scram-sha-512") -> str:
     user = f"user-{i:05d}"
     return yaml.safe_dump(
         {
@@ -73,6 +74,76 @@ def spec(i: int, auth: str) -> str:
             "quotas": {"producerByteRate": 1048576},
         }
     )
+
+
+def kafka_baseline(work: Path, n: int, lanes: int = 4) -> dict[str, float]:
+    """Kafka alone: the writes a cold start needs (n SCRAM credentials, then n x 5 ACLs, then
+    n quotas), sent by one UserAdmin with the agent's default lanes, to a cluster of its own
+    (ZooKeeper-mode brokers keep every change notification for 15 minutes and re-read them
+    all on each change, so a cluster that has just taken these writes is slower)."""
+    cluster = LocalCluster(work)
+    cluster.start()
+    ua = UserAdmin(
+        {"bootstrap_servers": cluster.bootstrap().split(","), **cluster.admin.ssl_kwargs()},
+        lanes=lanes,
+    )
+    users = [f"user-{i:05d}" for i in range(n)]
+    acls = [acl_of(f"User:{u}", r) for i, u in enumerate(users) for r in parse(spec(i), u).acls]
+    steps = {
+        "scram": lambda: ua.alter_scram({u: f"pw-{u}" for u in users}).values(),
+        "acls": lambda: ua.create_acls(acls),
+        "quotas": lambda: ua.alter_quotas(
+            {u: {"producer_byte_rate": 1048576.0} for u in users}
+        ).values(),
+    }
+    out: dict[str, float] = {}
+    try:
+        for name, step in steps.items():
+            t = time.monotonic()
+            refused = [r for r in step() if r is not None]
+            out[name] = round(time.monotonic() - t, 2)
+            if refused:
+                raise RuntimeError(f"baseline: Kafka refused {len(refused)}: {refused[0]}")
+    finally:
+        ua.close()
+        cluster.stop()
+    out["total"] = round(sum(out.values()), 2)
+    return out
+
+
+def kubernetes_baseline(core: client.CoreV1Api, n: int, threads: int = 8) -> float:
+    """Kubernetes alone: per user what a cold start writes to the API server (a finalizer
+    patch, a Secret, a status patch and an Event), from ``threads`` threads, for ConfigMaps
+    made beforehand in namespace ``baseline``. Seconds."""
+    ns = "baseline"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+
+    def make(i: int) -> str:
+        cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"base-{i:05d}"))
+        return core.create_namespaced_config_map(ns, cm).metadata.uid
+
+    def writes(i: int, uid: str) -> None:
+        name = f"base-{i:05d}"
+        core.patch_namespaced_config_map(name, ns, {"metadata": {"finalizers": ["kairn.dev/x"]}})
+        secret = client.V1Secret(metadata=client.V1ObjectMeta(name=name), data={"p": "eA=="})
+        core.create_namespaced_secret(ns, secret)
+        status = {"metadata": {"labels": {"kairn.dev/state": "Ready"}, "annotations": {"s": "x"}}}
+        core.patch_namespaced_config_map(name, ns, status)
+        ref = client.V1ObjectReference(kind="ConfigMap", name=name, namespace=ns, uid=uid)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=name + "."),
+            involved_object=ref,
+            reason="UserReady",
+            message="ready",
+            type="Normal",
+        )
+        core.create_namespaced_event(ns, event)
+
+    with ThreadPoolExecutor(threads) as pool:
+        uids = list(pool.map(make, range(n)))
+        t = time.monotonic()
+        list(pool.map(writes, range(n), uids))
+        return round(time.monotonic() - t, 2)
 
 
 def free_port() -> int:
@@ -130,11 +201,16 @@ def main() -> int:
     kube = ControlPlane(work / "kube", nodes=1, die_with_parent=True)
     procs: list[subprocess.Popen] = []
     try:
+        kafka_alone = kafka_baseline(work / "kafka-baseline", args.users)
+        print(f"baseline: Kafka alone, seconds: {kafka_alone}")
         cluster.start()
+        tls = cluster.admin.ssl_kwargs()
         kube.start()
         api = kube.api_client()
         api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
         core = client.CoreV1Api(api)
+        kube_alone = kubernetes_baseline(core, args.users)
+        print(f"baseline: Kubernetes alone {kube_alone}s")
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
         for name, keys in (
             (f"{FULLNAME}-clients-ca-cert", ("ca.crt",)),
@@ -161,7 +237,6 @@ def main() -> int:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(create, range(args.users)))
 
-        tls = cluster.admin.ssl_kwargs()
         port = free_port()
         env = {
             **os.environ,
@@ -230,6 +305,11 @@ def main() -> int:
         "cold_start_to_all_ready_seconds": round(cold, 1),
         "cold_start_peak_rss_mib": round(cold_rss / 2**20, 1),
         "users_per_second": round(args.users / cold, 1),
+        "baseline_kafka_alone_seconds": kafka_alone,
+        "baseline_kubernetes_alone_seconds": kube_alone,
+        # a cold start done with no overhead would take the Kafka writes one kind after the
+        # other plus the Kubernetes writes: the agent's time as a multiple of that
+        "cold_start_over_baselines": round(cold / (kafka_alone["total"] + kube_alone), 2),
         "cold_start_agent_cpu_seconds": round(cold_cpu, 1),
         "restart_to_ready_seconds": round(restart, 1),
         "restart_peak_rss_mib": round(restart_rss / 2**20, 1),
@@ -254,7 +334,7 @@ def main() -> int:
     )
     (RESULTS / f"user_agent{suffix}.json").write_text(json.dumps(figures, indent=2) + "\n")
     # keep the agent's logs of this run, drop the data of the cluster and control plane
-    for sub in ("kafka", "kube"):
+    for sub in ("kafka", "kafka-baseline", "kube"):
         shutil.rmtree(work / sub, ignore_errors=True)
     return 0
 

@@ -218,13 +218,13 @@ class UserAdmin:
                 raise Errors.NotControllerError("the controller moved twice; try again")
         return response
 
-    def _fan_out(self, chunks: list, fn) -> list:
-        """``fn(lane, chunk)`` for each chunk; chunk i runs on lane i % lanes, the lanes
-        concurrently and each lane's chunks one after the other. Results in order; any
-        exception is raised once every lane has stopped."""
-        if len(chunks) <= 1 or self.max_lanes == 1:
+    def _fan_out(self, chunks: list, fn, most: int | None = None) -> list:
+        """``fn(lane, chunk)`` for each chunk; chunk i runs on lane i % lanes (at most
+        ``most`` lanes), the lanes concurrently and each lane's chunks one after the other.
+        Results in order; any exception is raised once every lane has stopped."""
+        lanes = min(self.max_lanes, len(chunks), most or self.max_lanes)
+        if lanes <= 1:
             return [fn(0, c) for c in chunks]
-        lanes = min(self.max_lanes, len(chunks))
         results: list = [None] * len(chunks)
 
         def run_lane(lane: int) -> None:
@@ -464,7 +464,10 @@ class UserAdmin:
 
         chunks = self._acl_chunks(acls)
         out: list[KafkaItemError | None] = [None] * len(acls)
-        for idx, results in zip(chunks, self._fan_out(chunks, send), strict=True):
+        # one lane per broker: a broker's authorizer writes ACLs one request at a time, so a
+        # second lane to it would only hold another of its request threads
+        answers = self._fan_out(chunks, send, most=len(brokers))
+        for idx, results in zip(chunks, answers, strict=True):
             for i, err in zip(idx, results, strict=True):
                 out[i] = err
         return out
