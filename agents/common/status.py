@@ -139,8 +139,9 @@ class StatusReporter:
             resp = self.core.patch_namespaced_config_map(
                 name, self.namespace, body, _preload_content=False
             )
+            written = json.loads(resp.data)  # (read even when unused: frees the connection)
             if self.on_written is not None:
-                self.on_written(json.loads(resp.data))
+                self.on_written(written)
         except client.ApiException as e:
             if e.status == 404:
                 self.forget(name)
@@ -190,7 +191,10 @@ class StatusReporter:
             "reportingInstance": self.instance,
         }
         try:
-            self.core.create_namespaced_event(self.namespace, body, _preload_content=False)
+            resp = self.core.create_namespaced_event(self.namespace, body, _preload_content=False)
+            # read to the end: only then does the connection go back to the pool (a response
+            # left unread keeps it, and the next request pays for a new TLS handshake)
+            resp.drain_conn()
         except Exception as e:
             log.warning("event not recorded", name=m["name"], reason=reason, error=repr(e))
 

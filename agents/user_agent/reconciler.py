@@ -620,7 +620,7 @@ class UserReconciler:
         try:
             self.core.patch_namespaced_config_map(
                 it.key, self.namespace, [{"op": "remove", "path": path}], _preload_content=False
-            )
+            ).drain_conn()  # (read to the end, so the connection goes back to the pool)
         except client.ApiException as e:
             if e.status not in (404, 422):
                 raise
