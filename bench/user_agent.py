@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client  # noqa: E402
 
+from agents.common import status as st  # noqa: E402
 from agents.user_agent.kafka_users import UserAdmin, acl_of  # noqa: E402
 from agents.user_agent.spec import parse  # noqa: E402
 from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
@@ -87,14 +88,12 @@ def kafka_baseline(work: Path, n: int, lanes: int = 4) -> dict[str, float]:
         {"bootstrap_servers": cluster.bootstrap().split(","), **cluster.admin.ssl_kwargs()},
         lanes=lanes,
     )
-    users = [f"user-{i:05d}" for i in range(n)]
-    acls = [acl_of(f"User:{u}", r) for i, u in enumerate(users) for r in parse(spec(i), u).acls]
+    specs = [parse(spec(i), f"user-{i:05d}") for i in range(n)]
+    acls = [acl_of(s.principal, r) for s in specs for r in s.acls]
     steps = {
-        "scram": lambda: ua.alter_scram({u: f"pw-{u}" for u in users}).values(),
+        "scram": lambda: ua.alter_scram({s.name: f"pw-{s.name}" for s in specs}).values(),
         "acls": lambda: ua.create_acls(acls),
-        "quotas": lambda: ua.alter_quotas(
-            {u: {"producer_byte_rate": 1048576.0} for u in users}
-        ).values(),
+        "quotas": lambda: ua.alter_quotas({s.name: s.quotas for s in specs}).values(),
     }
     out: dict[str, float] = {}
     try:
@@ -112,38 +111,31 @@ def kafka_baseline(work: Path, n: int, lanes: int = 4) -> dict[str, float]:
 
 
 def kubernetes_baseline(core: client.CoreV1Api, n: int, threads: int = 8) -> float:
-    """Kubernetes alone: per user what a cold start writes to the API server (a finalizer
-    patch, a Secret, a status patch and an Event), from ``threads`` threads, for ConfigMaps
-    made beforehand in namespace ``baseline``. Seconds."""
+    """Kubernetes alone: per user what a cold start writes to the API server (the finalizer,
+    a Secret, the status and its Event, with the agents' own helpers), from ``threads``
+    threads, for ConfigMaps made beforehand in namespace ``baseline``. Seconds."""
     ns = "baseline"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    reporter = st.StatusReporter(core, ns, "baseline", workers=1)
 
-    def make(i: int) -> str:
+    def make(i: int) -> dict:
         cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"base-{i:05d}"))
-        return core.create_namespaced_config_map(ns, cm).metadata.uid
+        return json.loads(core.create_namespaced_config_map(ns, cm, _preload_content=False).data)
 
-    def writes(i: int, uid: str) -> None:
-        name = f"base-{i:05d}"
-        core.patch_namespaced_config_map(name, ns, {"metadata": {"finalizers": ["kairn.dev/x"]}})
-        secret = client.V1Secret(metadata=client.V1ObjectMeta(name=name), data={"p": "eA=="})
-        core.create_namespaced_secret(ns, secret)
-        status = {"metadata": {"labels": {"kairn.dev/state": "Ready"}, "annotations": {"s": "x"}}}
-        core.patch_namespaced_config_map(name, ns, status)
-        ref = client.V1ObjectReference(kind="ConfigMap", name=name, namespace=ns, uid=uid)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=name + "."),
-            involved_object=ref,
-            reason="UserReady",
-            message="ready",
-            type="Normal",
-        )
-        core.create_namespaced_event(ns, event)
+    def writes(obj: dict) -> None:
+        obj = st.add_finalizer(core, obj, "kairn.dev/user")
+        secret = client.V1Secret(metadata=client.V1ObjectMeta(name=st.meta(obj)["name"]))
+        core.create_namespaced_secret(ns, secret, _preload_content=False).drain_conn()
+        reporter.report(obj, st.READY, "UserReady", "ready")
 
-    with ThreadPoolExecutor(threads) as pool:
-        uids = list(pool.map(make, range(n)))
-        t = time.monotonic()
-        list(pool.map(writes, range(n), uids))
-        return round(time.monotonic() - t, 2)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            objs = list(pool.map(make, range(n)))
+            t = time.monotonic()
+            list(pool.map(writes, objs))
+            return round(time.monotonic() - t, 2)
+    finally:
+        reporter.close()
 
 
 def free_port() -> int:
@@ -204,7 +196,6 @@ def main() -> int:
         kafka_alone = kafka_baseline(work / "kafka-baseline", args.users)
         print(f"baseline: Kafka alone, seconds: {kafka_alone}")
         cluster.start()
-        tls = cluster.admin.ssl_kwargs()
         kube.start()
         api = kube.api_client()
         api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
@@ -237,6 +228,7 @@ def main() -> int:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(create, range(args.users)))
 
+        tls = cluster.admin.ssl_kwargs()
         port = free_port()
         env = {
             **os.environ,
