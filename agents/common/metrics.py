@@ -1,4 +1,5 @@
-"""The ``kairn_*`` metrics (names fixed by DESIGN.md) and the HTTP server of an agent.
+"""The ``kairn_*`` metrics and the HTTP server of an agent. The chart's alerts and Grafana
+dashboard query these metrics by name (tests/metric_names.py collects the names they use).
 
 Metrics live in a :class:`Metrics` object with its own registry, labelled by ``agent``:
 

@@ -22,13 +22,6 @@ def env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def parse_bool(value: str | bool | None) -> bool:
-    """'true', '1', 'yes', 'on' (any case) are true; everything else is false."""
-    if isinstance(value, bool):
-        return value
-    return str(value or "").strip().lower() in ("true", "1", "yes", "on")
-
-
 def _bool_arg(value: str) -> bool:
     v = str(value).strip().lower()
     if v in ("true", "1", "yes", "on"):
@@ -149,10 +142,6 @@ class Settings:
         known = set(cls.__dataclass_fields__) - {"extra"}
         extra = {k: v for k, v in values.items() if k not in known}
         return cls(**{k: v for k, v in values.items() if k in known}, extra=extra)
-
-    @property
-    def label_selector_base(self) -> str:
-        return f"kairn.dev/cluster={self.cluster}"
 
 
 def kube_client(settings: Settings):
