@@ -157,13 +157,18 @@ class StatusReporter:
 
     def report_many(self, items: list[tuple]) -> list[BaseException]:
         """``report(*item)`` for each item, in parallel; returns the errors (already logged)."""
+        return [e for e in self.report_each(items) if e is not None]
+
+    def report_each(self, items: list[tuple]) -> list[BaseException | None]:
+        """``report(*item)`` for each item, in parallel; the error of each item, in order
+        (None where the write succeeded; errors are logged)."""
         futures = [self._pool.submit(self.report, *item) for item in items]
-        errors = []
+        errors: list[BaseException | None] = []
         for item, f in zip(items, futures, strict=True):
             e = f.exception()
             if e is not None:
                 log.warning("status write failed", name=meta(item[0]).get("name"), error=repr(e))
-                errors.append(e)
+            errors.append(e)
         return errors
 
     def event(self, obj: dict, reason: str, message: str, warning: bool = False) -> None:

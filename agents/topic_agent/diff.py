@@ -1,5 +1,7 @@
 """Desired (spec) versus actual (Kafka): what to change. Pure; no I/O.
 
+Kafka's internal topics (see :mod:`.internal`) get an error and no change at all.
+
 Config rules: a key of the spec whose value in Kafka differs (or is missing) is SET; a key
 that an earlier spec of this ConfigMap set (``previous_keys``, from the status annotation) and
 the spec no longer has is DELETEd (Kafka's default applies again); topic overrides nobody
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .internal import internal_reason
 from .spec import TopicSpec
 
 
@@ -20,7 +23,7 @@ class TopicState:
     name: str
     partitions: dict[int, list[int]]  # partition -> replica broker ids
     config: dict[str, str]  # topic-level overrides (source DYNAMIC_TOPIC_CONFIG)
-    adding: bool = False  # a reassignment of one of its partitions is in progress
+    internal: bool = False  # Kafka reports it as internal
 
     @property
     def partition_count(self) -> int:
@@ -54,6 +57,9 @@ def plan(
     previous_keys: set[str] | frozenset = frozenset(),
     default_replicas: int | None = None,
 ) -> Plan:
+    internal = internal_reason(spec.name, state is not None and state.internal)
+    if internal:
+        return Plan(error=("InternalTopic", internal))
     if state is None:
         replicas = spec.replicas if spec.replicas is not None else default_replicas
         return Plan(
@@ -80,40 +86,3 @@ def plan(
     p.config_set = {k: v for k, v in spec.config.items() if state.config.get(k) != v}
     p.config_delete = sorted(k for k in previous_keys if k not in spec.config and k in state.config)
     return p
-
-
-def reassign(
-    partitions: dict[int, list[int]], replicas: int, brokers: list[int]
-) -> dict[int, list[int]] | str:
-    """New replica lists with ``replicas`` replicas each, changing as little as possible:
-    growing keeps the current replicas (leader first) and adds the least-loaded brokers;
-    shrinking drops replicas from the end of each list. Returns an error message when there
-    are not enough brokers."""
-    brokers = sorted(set(brokers))
-    if replicas > len(brokers):
-        return (
-            f"replicas: {replicas} needs {replicas} brokers; the cluster has {len(brokers)} "
-            f"({', '.join(map(str, brokers))})"
-        )
-    load = {b: 0 for b in brokers}
-    for reps in partitions.values():
-        for b in reps:
-            if b in load:
-                load[b] += 1
-    out: dict[int, list[int]] = {}
-    for pid in sorted(partitions):
-        current = [b for b in partitions[pid] if b in load] or list(partitions[pid])
-        if len(current) >= replicas:
-            new = current[:replicas]
-            for b in current[replicas:]:
-                if b in load:
-                    load[b] -= 1
-        else:
-            new = list(current)
-            for b in sorted((b for b in brokers if b not in new), key=lambda b: (load[b], b)):
-                if len(new) == replicas:
-                    break
-                new.append(b)
-                load[b] += 1
-        out[pid] = new
-    return out

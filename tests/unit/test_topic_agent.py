@@ -7,7 +7,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from agents.topic_agent.diff import TopicState, plan, reassign
+from agents.common.reassignment import replicas_for_factor as reassign
+from agents.topic_agent.diff import TopicState, plan
 from agents.topic_agent.reconciler import claimed_topics
 from agents.topic_agent.spec import SpecError, TopicSpec, parse, validate_topic_name
 
