@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import sys
 
-from kubernetes import client
-
-from agents.common import status as st
+from agents.common.agent import Agent, agent_parser, extra_int
 from agents.common.cli import run_agent
-from agents.common.controller import Controller
 from agents.common.informer import Informer, key_of
-from agents.common.kafka_admin import KafkaAccess
-from agents.common.logs import setup_logging
-from agents.common.metrics import HealthServer, Metrics
-from agents.common.settings import Settings, base_parser, bool_arg, env, kube_client
+from agents.common.settings import DEFAULT_THROTTLE_BYTES, bool_arg, env
 
 from .reconciler import TopicReconciler, claimed_topics
 
-AGENT = "topic"
-
 
 def parser():
-    p = base_parser(
+    p = agent_parser(
         "kairn-topic-agent",
         "Reconcile ConfigMaps labelled kairn.dev/cluster=<release>, kairn.dev/type=topic into "
         "Kafka topics (Strimzi KafkaTopic v1beta2 spec: topicName, partitions, replicas, "
@@ -44,50 +36,23 @@ def parser():
         "(default: the broker's default.replication.factor)",
     )
     a(
-        "--batch-size",
-        type=int,
-        default=env("BATCH_SIZE", "500"),
-        help="ConfigMaps reconciled together in one set of Kafka requests [KAIRN_BATCH_SIZE] "
-        "(default 500)",
-    )
-    a(
         "--throttle-bytes",
         type=int,
-        default=env("THROTTLE_BYTES", str(50 * 1024 * 1024)),
+        default=env("THROTTLE_BYTES", str(DEFAULT_THROTTLE_BYTES)),
         help="replication throttle (bytes/s) while replicas move for a replication factor change "
-        "[KAIRN_THROTTLE_BYTES] (default 52428800)",
+        f"[KAIRN_THROTTLE_BYTES] (default {DEFAULT_THROTTLE_BYTES})",
     )
     return p
 
 
-class TopicAgent:
-    """The agent, in-process: ``start()``, ``stop()``; ``controller`` and ``server`` expose
-    its parts (tests use them)."""
+class TopicAgent(Agent):
+    kind = "topic"
 
-    def __init__(self, settings: Settings, api: client.ApiClient | None = None):
-        self.settings = settings
-        self.log = setup_logging("kairn-topic-agent", settings.log_level)
-        self.api = api or kube_client(settings)
-        self.core = client.CoreV1Api(self.api)
-        self.metrics = Metrics(AGENT)
-        self.kafka = KafkaAccess(settings, self.metrics)
-        ex = settings.extra
-        self.controller = Controller(
-            AGENT,
-            settings,
-            self.core,
-            self._reconcile,
-            self.metrics,
-            resource_type="topic",
-            batch_size=max(1, int(ex.get("batch_size") or 500)),
-            should_enqueue=self._should_enqueue,
-        )
+    def build_reconciler(self) -> TopicReconciler:
         informer = self.controller.informer
         informer.add_index("topic", claimed_topics)
-        self.reporter = st.StatusReporter(
-            self.core, settings.namespace, "topic-agent", on_written=informer.update_cached
-        )
-        self.reconciler = TopicReconciler(
+        ex = self.settings.extra
+        return TopicReconciler(
             self.kafka,
             self.reporter,
             self.core,
@@ -95,19 +60,11 @@ class TopicAgent:
             lambda t: informer.by_index("topic", t),
             delete_topics=bool(ex.get("delete_topics")),
             default_replicas=ex.get("default_replicas"),
-            throttle_bytes=int(ex.get("throttle_bytes") or 50 * 1024 * 1024),
-            kafka_timeout_ms=settings.kafka_timeout_ms,
-        )
-        self.controller.ready_checks.append(self.kafka.reachable)
-        self.server = HealthServer(
-            self.metrics,
-            self.controller.healthy,
-            self.controller.ready,
-            settings.http_host,
-            settings.http_port,
+            throttle_bytes=extra_int(self.settings, "throttle_bytes", DEFAULT_THROTTLE_BYTES),
+            kafka_timeout_ms=self.settings.kafka_timeout_ms,
         )
 
-    def _should_enqueue(self, key, old, new) -> list[str]:
+    def should_enqueue(self, key, old, new) -> list[str]:
         if not Informer.changed(old, new):
             return []
         keys = {key}
@@ -120,28 +77,8 @@ class TopicAgent:
                     )
         return sorted(keys)
 
-    def _reconcile(self, keys):
-        out = self.reconciler.reconcile(keys)
-        self.metrics.set_resources(self.reporter.counts())
-        return out
-
-    def start(self) -> TopicAgent:
-        self.server.start()
-        self.controller.start()
-        self.log.info(
-            "started",
-            cluster=self.settings.cluster,
-            namespace=self.settings.namespace,
-            port=self.server.port,
-            delete_topics=self.reconciler.delete_topics,
-        )
-        return self
-
-    def stop(self) -> None:
-        self.controller.stop()
-        self.server.stop()
-        self.reporter.close()
-        self.kafka.close()
+    def started_fields(self) -> dict:
+        return {"delete_topics": self.reconciler.delete_topics}
 
 
 def main(argv: list[str] | None = None) -> int:
