@@ -96,6 +96,28 @@ def alter_topic_config(cluster: LocalCluster, topic: str, configs: dict) -> None
         admin.close()
 
 
+THROTTLES = ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas")
+RATES = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
+
+
+def broker_configs(cluster: LocalCluster) -> dict[str, dict]:
+    admin = cluster.admin_client()
+    try:
+        res = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.BROKER, str(b)) for b in (0, 1, 2)]
+        )
+        return {b: {k: v["value"] for k, v in cfg.items()} for b, cfg in res["broker"].items()}
+    finally:
+        admin.close()
+
+
+def assert_no_throttles(cluster: LocalCluster, topic: str) -> None:
+    cfg = describe(cluster, topic)["config"]
+    assert not [k for k in THROTTLES if k in cfg], cfg
+    for b, bcfg in broker_configs(cluster).items():
+        assert not [k for k in RATES if k in bcfg], (b, bcfg)
+
+
 def events_of(core, ns, name) -> list:
     evs = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
     return [(e.type, e.reason) for e in evs]
@@ -113,6 +135,7 @@ def agent_env(kafka_cluster: LocalCluster, kube, ns: str, **extra) -> dict:
         "KAIRN_TLS_CHECK_HOSTNAME": "true",
         "KAIRN_HTTP_PORT": "0",
         "KAIRN_RESYNC_SECONDS": "300",
+        "KAIRN_BROKERS": "3",
         "KAIRN_LOG_LEVEL": "INFO",
         "KUBECONFIG": str(kube.kubeconfig),
     }
@@ -299,7 +322,12 @@ BAD_SPECS = [
         "Unknown topic config name",
     ),
     ("bad-value", {"config": {"retention.ms": "soon"}}, "InvalidConfig", "retention.ms"),
-    ("too-many-replicas", {"replicas": 5}, None, "Replication factor: 5 larger"),
+    (
+        "too-many-replicas",
+        {"replicas": 5},
+        "ReplicationFactorTooLarge",
+        "Replication factor: 5 larger",
+    ),
 ]
 
 
@@ -312,9 +340,10 @@ def test_bad_spec_is_an_error_and_creates_nothing(
     if isinstance(spec, dict) and "topicName" not in spec:
         spec = {"topicName": name, **spec}
     core.create_namespaced_config_map(namespace, cm_body(cm, spec))
-    state = "Pending" if cm == "too-many-replicas" else "Error"
-    st = wait_state(core, namespace, cm, state, reason)
+    st = wait_state(core, namespace, cm, "Error", reason)
     assert text in st["message"], st
+    errors = core.list_namespaced_config_map(namespace, label_selector="kairn.dev/state=Error")
+    assert [c.metadata.name for c in errors.items] == [cm]
     assert describe(kafka_cluster, name) is None
     # a good ConfigMap next to it is not held up
     core.create_namespaced_config_map(namespace, cm_body("good", {"topicName": topic("good")}))
@@ -468,8 +497,7 @@ def test_replication_factor_change_by_reassignment(
         ),
         timeout=120,
     )
-    cfg = describe(kafka_cluster, name)["config"]
-    assert "leader.replication.throttled.replicas" not in cfg
+    assert_no_throttles(kafka_cluster, name)
     set_spec(core, namespace, "rf", {"topicName": name, "partitions": 2, "replicas": 2})
     wait_for("RF 2", lambda: describe(kafka_cluster, name)["rf"] == 2, timeout=120)
     set_spec(core, namespace, "rf", {"topicName": name, "partitions": 2, "replicas": 4})
@@ -641,3 +669,141 @@ def test_kafka_unreachable_is_retried_not_an_error(core, namespace, start_agent,
     code, text = http_get(agent, "/readyz")
     assert code == 503 and text.strip()
     assert http_get(agent, "/healthz")[0] == 200
+
+
+# ---- safety: Kafka's own topics, throttles, per-topic answers -------------------------------
+def test_kafkas_internal_topics_are_never_touched(core, namespace, kafka_cluster, start_agent):
+    """A spec for __consumer_offsets (growing it would move every group's coordinator, so
+    their offsets look lost) is an Error and Kafka is untouched; nor is a deletion honoured."""
+    admin = kafka_cluster.admin_client()
+    try:
+        admin.describe_groups([f"{namespace}-g"])  # FindCoordinator creates __consumer_offsets
+    finally:
+        admin.close()
+    before = wait_for("__consumer_offsets", lambda: describe(kafka_cluster, "__consumer_offsets"))
+    start_agent()
+    specs = {
+        "offsets": {
+            "topicName": "__consumer_offsets",
+            "partitions": before["partitions"] + 10,
+            "replicas": 3,
+            "config": {"retention.ms": 1000},
+        },
+        "txn": {"topicName": "__transaction_state", "partitions": 3},
+        "connect": {"topicName": "connect-offsets", "partitions": 25},
+        "mm2": {"topicName": "mm2-offsets.east.internal"},
+    }
+    for cm, spec in specs.items():
+        core.create_namespaced_config_map(
+            namespace, cm_body(cm, spec, annotations={"kairn.dev/deletion-policy": "delete"})
+        )
+    for cm, spec in specs.items():
+        st = wait_state(core, namespace, cm, "Error", "InternalTopic")
+        assert spec["topicName"] in st["message"] and "not managed by kairn" in st["message"]
+    assert describe(kafka_cluster, "__consumer_offsets") == before
+    for cm in ("txn", "connect", "mm2"):
+        assert describe(kafka_cluster, specs[cm]["topicName"]) is None
+    core.delete_namespaced_config_map("offsets", namespace)
+    wait_for("offsets ConfigMap gone", lambda: gone(core, namespace, "offsets"))
+    assert describe(kafka_cluster, "__consumer_offsets") == before
+
+
+def test_throttles_left_by_a_killed_agent_are_removed(
+    core, namespace, kafka_cluster, start_agent, topic
+):
+    """An agent killed between setting a reassignment's throttles and removing them: the
+    next one finds the record in the status, removes the throttles and the topic is Ready."""
+    agent = start_agent()
+    name = topic("leftover")
+    core.create_namespaced_config_map(
+        namespace, cm_body("leftover", {"topicName": name, "partitions": 2, "replicas": 2})
+    )
+    wait_state(core, namespace, "leftover", "Ready")
+    agent.stop()
+    alter_topic_config(kafka_cluster, name, dict.fromkeys(THROTTLES, "*"))
+    admin = kafka_cluster.admin_client()
+    try:
+        res = admin.alter_configs(
+            [
+                ConfigResource(ConfigResourceType.BROKER, str(b), dict.fromkeys(RATES, "1048576"))
+                for b in (0, 1, 2)
+            ],
+            raise_on_unknown=False,
+            incremental=True,
+        )
+        assert set(res["broker"].values()) == {"OK"}, res
+    finally:
+        admin.close()
+    st = status(core, namespace, "leftover")
+    recorded = {
+        k: st[k] for k in ("state", "reason", "message", "specHash", "topicName", "configKeys")
+    }
+    core.patch_namespaced_config_map(
+        "leftover",
+        namespace,
+        {
+            "metadata": {
+                "annotations": {
+                    "kairn.dev/status": json.dumps(
+                        {
+                            **recorded,
+                            "state": "Pending",
+                            "reason": "ReassigningReplicas",
+                            "reassigning": True,
+                        }
+                    )
+                },
+                "labels": {"kairn.dev/state": "Pending"},
+            }
+        },
+    )
+    start_agent()
+    wait_for(
+        "Ready with the reassignment record cleared",
+        lambda: (
+            (s := status(core, namespace, "leftover"))["label"] == "Ready"
+            and s.get("reassigning") is False
+        ),
+        timeout=120,
+    )
+    assert_no_throttles(kafka_cluster, name)
+
+
+def test_one_refused_topic_of_a_batch_leaves_the_others_applied(
+    core, namespace, kafka_cluster, start_agent, topic
+):
+    """Kafka answers per topic: in one batch of creates and one of config changes, the topic
+    it refuses is Error with Kafka's reason, and every other topic is applied."""
+    good = {
+        f"ok{i}": {"topicName": topic(f"ok{i}"), "config": {"retention.ms": 60000}}
+        for i in range(4)
+    }
+    bad = {"topicName": topic("refused"), "config": {"retention.ms": "soon"}}
+    for cm, spec in good.items():
+        core.create_namespaced_config_map(namespace, cm_body(cm, spec))
+    core.create_namespaced_config_map(namespace, cm_body("refused", bad))
+    agent = start_agent()  # all five in the agent's first batch
+    for cm in good:
+        wait_state(core, namespace, cm, "Ready")
+    st = wait_state(core, namespace, "refused", "Error", "InvalidConfig")
+    assert "retention.ms" in st["message"]
+    assert describe(kafka_cluster, bad["topicName"]) is None
+
+    agent.stop()
+    for i, cm in enumerate(good):
+        value = "forever" if i == 0 else 120000 + i
+        set_spec(core, namespace, cm, {**good[cm], "config": {"retention.ms": value}})
+    start_agent()
+    st = wait_state(core, namespace, "ok0", "Error", "InvalidConfig")
+    assert "forever" in st["message"] or "retention.ms" in st["message"]
+    for i, cm in enumerate(good):
+        if i:
+            wait_for(
+                f"{cm} changed",
+                lambda c=cm, i=i: (
+                    describe(kafka_cluster, good[c]["topicName"])["config"].get("retention.ms")
+                    == str(120000 + i)
+                ),
+            )
+            wait_state(core, namespace, cm, "Ready")
+    assert describe(kafka_cluster, good["ok0"]["topicName"])["config"]["retention.ms"] == "60000"
