@@ -144,16 +144,43 @@ imagePullSecrets:
 {{- define "kairn.secret.zookeeper" -}}{{ include "kairn.fullname" . }}-zookeeper-nodes{{- end -}}
 {{- define "kairn.secret.agents" -}}{{ include "kairn.fullname" . }}-agents-cert{{- end -}}
 
+{{/*
+The chart's fixed ports (files/ports.yaml, explained in docs/wiring.md) as YAML; use it as
+($ports := include "kairn.ports" . | fromYaml), then $ports.kafka.tls.
+*/}}
+{{- define "kairn.ports" -}}
+{{- .Files.Get "files/ports.yaml" -}}
+{{- end -}}
+
+{{/*
+The lines of a properties file (server.properties, zoo.cfg) for a dict, keys sorted. Helm reads
+numbers in values as floats, which print in exponent form when large (10000000 as 1e+07): whole
+numbers are printed as integers.
+*/}}
+{{- define "kairn.properties" -}}
+{{- $lines := list -}}
+{{- range $k := keys . | sortAlpha -}}
+{{- $v := get $ $k -}}
+{{- if and (kindIs "float64" $v) (eq $v (float64 (int64 $v))) -}}
+{{- $v = int64 $v -}}
+{{- end -}}
+{{- $lines = append $lines (printf "%s=%v" $k $v) -}}
+{{- end -}}
+{{- join "\n" $lines -}}
+{{- end -}}
+
 {{/* Bootstrap address of the TLS listener, as the agents, hooks and tests use it. */}}
 {{- define "kairn.bootstrapTls" -}}
-{{- printf "%s.%s:9093" (include "kairn.kafka.bootstrap" .) (include "kairn.svcDomain" .) -}}
+{{- $ports := include "kairn.ports" . | fromYaml -}}
+{{- printf "%s.%s:%v" (include "kairn.kafka.bootstrap" .) (include "kairn.svcDomain" .) $ports.kafka.tls -}}
 {{- end -}}
 
 {{/* ZooKeeper node addresses (through their TLS sidecars), comma separated. */}}
 {{- define "kairn.zookeeperNodes" -}}
+{{- $ports := include "kairn.ports" . | fromYaml -}}
 {{- $nodes := list -}}
 {{- range $i := until (int .Values.zookeeper.replicas) -}}
-{{- $nodes = append $nodes (printf "%s-%d.%s.%s:2181" (include "kairn.zookeeper.fullname" $) $i (include "kairn.zookeeper.headless" $) (include "kairn.svcDomain" $)) -}}
+{{- $nodes = append $nodes (printf "%s-%d.%s.%s:%v" (include "kairn.zookeeper.fullname" $) $i (include "kairn.zookeeper.headless" $) (include "kairn.svcDomain" $) $ports.zookeeper.client) -}}
 {{- end -}}
 {{- join "," $nodes -}}
 {{- end -}}

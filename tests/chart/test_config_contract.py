@@ -7,8 +7,12 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
-from tests.chart.helpers import MATRIX, NAMESPACE, find, render
+from tests.chart.helpers import CHART, MATRIX, NAMESPACE, ROOT, find, render
+
+# the chart's fixed ports; the templates read them from this file
+PORTS = yaml.safe_load((CHART / "files" / "ports.yaml").read_text())
 
 PER_POD_KEYS = {
     "broker.id",
@@ -100,3 +104,28 @@ def test_zookeeper_quorum_wiring(case):
         assert accepts == ["2181", "2888", "3888"] + [
             a for j in peers for a in (f"127.0.0.1:{28880 + j}", f"127.0.0.1:{38880 + j}")
         ]
+
+
+@pytest.mark.parametrize("case", MATRIX)
+def test_broker_readiness_asks_its_own_tls_listener(case):
+    docs = render("helm3", case)
+    spec = find(docs, "StatefulSet", "kairn-kafka")["spec"]["template"]["spec"]
+    data = find(docs, "ConfigMap", "kairn-kafka-config")["data"]
+    assert data["kafka_ready.py"] == (CHART / "files" / "kafka_ready.py").read_text()
+    tls = PORTS["kafka"]["tls"]
+    probe = spec["initContainers"][0]["readinessProbe"]["exec"]["command"]
+    assert probe == ["python3", "/etc/kafka/config/kafka_ready.py", str(tls)]
+    ports = {p["name"]: p["containerPort"] for p in spec["containers"][0]["ports"]}
+    assert ports["tcp-tls"] == tls
+    assert f"TLS://:{tls}" in properties(data["server.properties"])["listeners"].split(",")
+
+
+def test_the_wiring_document_gives_every_fixed_port():
+    wiring = (ROOT / "docs" / "wiring.md").read_text()
+    missing = [
+        f"{group}.{name}"
+        for group, ports in PORTS.items()
+        for name, port in ports.items()
+        if not re.search(rf"\b{port}\b", wiring)
+    ]
+    assert not missing, f"docs/wiring.md does not give the ports of {missing}"
