@@ -51,6 +51,11 @@ class Plan:
         )
 
 
+def applied(spec: TopicSpec) -> dict:
+    """What the status records of a topic that ``spec`` was applied to."""
+    return {"topicName": spec.name, "configKeys": sorted(spec.config)}
+
+
 def plan(
     spec: TopicSpec,
     state: TopicState | None,

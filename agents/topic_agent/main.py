@@ -36,6 +36,14 @@ def parser():
         "(default: the broker's default.replication.factor)",
     )
     a(
+        "--brokers",
+        type=int,
+        default=env("BROKERS"),
+        help="how many brokers the cluster is deployed with (the chart's kafka.replicas) "
+        "[KAIRN_BROKERS]: a replication factor above it is an Error, one that only the brokers "
+        "that are down would allow waits (Pending)",
+    )
+    a(
         "--throttle-bytes",
         type=int,
         default=env("THROTTLE_BYTES", str(DEFAULT_THROTTLE_BYTES)),
@@ -62,6 +70,8 @@ class TopicAgent(Agent):
             default_replicas=ex.get("default_replicas"),
             throttle_bytes=extra_int(self.settings, "throttle_bytes", DEFAULT_THROTTLE_BYTES),
             kafka_timeout_ms=self.settings.kafka_timeout_ms,
+            expected_brokers=ex.get("brokers"),
+            namespace=self.settings.namespace,
         )
 
     def should_enqueue(self, key, old, new) -> list[str]:

@@ -21,40 +21,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 
 import kafka.errors as Errors
 from kafka.admin import AlterConfigOp
 
 from agents.common import status as st
 from agents.common.controller import Outcome
+from agents.common.front import Batch, Entry, Front
 from agents.common.kafka_admin import KafkaAccess
 from agents.common.logs import get_logger
 from agents.common.reassignment import DEFAULT_THROTTLE_BYTES, Reassignments
+from agents.common.spec_base import spec_reader
 from agents.common.status import ERROR, PENDING, READY, StatusReporter
 
-from .diff import Plan, TopicState, plan
+from .diff import Plan, TopicState, applied, plan
 from .internal import internal_reason
 from .kafka_errors import verdict
 from .kafka_topics import Answer, TopicAdmin
 from .resize import ReplicationFactorChanges
-from .spec import SpecError, TopicSpec, parse, raw_hash
+from .spec import TopicSpec, parse
 
 FINALIZER = "kairn.dev/topic"
 DELETION_POLICY = "kairn.dev/deletion-policy"
 CREATE_CHUNK = 200  # topics per CreateTopics request, at most
 MIN_CREATE_CHUNK = 10
+# status keys every report carries on: what was applied, and the reassignment record
+KEEP_STATUS = ("topicName", "configKeys", "reassigning")
 
 log = get_logger("kairn.topic-agent")
-
-
-@lru_cache(maxsize=32768)
-def parse_cached(text: str | None, default_name: str) -> TopicSpec | SpecError:
-    return parse(text, default_name)
-
-
-def spec_of(obj: dict) -> TopicSpec | SpecError:
-    return parse_cached((obj.get("data") or {}).get("spec"), st.meta(obj)["name"])
+spec_of = spec_reader(parse)
 
 
 def claimed_topics(obj: dict) -> list[str]:
@@ -84,46 +79,6 @@ class Item:
     plan: Plan | None = None
 
 
-class Batch:
-    """The outcomes and statuses of one batch: statuses are collected and written together
-    (``flush``); a key whose status write failed is retried."""
-
-    def __init__(self, reporter: StatusReporter):
-        self.reporter = reporter
-        self.out: dict[str, Outcome] = {}
-        self._pending: list[tuple[str, tuple]] = []
-
-    def report_obj(self, key, obj, state, reason, message, spec_hash, extra=None, outcome=None):
-        prev = st.status_of(obj)
-        keep = {k: prev[k] for k in ("topicName", "configKeys", "reassigning") if k in prev}
-        self._pending.append(
-            (key, (obj, state, reason, message, spec_hash, {**keep, **(extra or {})}))
-        )
-        self.out[key] = outcome or Outcome(
-            {READY: "ready", ERROR: "error", PENDING: "pending"}[state]
-        )
-
-    def report(self, it: Item, state, reason, message, extra=None, outcome=None) -> None:
-        self.report_obj(it.key, it.obj, state, reason, message, it.spec.hash, extra, outcome)
-
-    @staticmethod
-    def applied(it: Item) -> dict:
-        """What the status records of a topic the spec was applied to."""
-        return {"topicName": it.spec.name, "configKeys": sorted(it.spec.config)}
-
-    def retry(self, it: Item) -> None:
-        self.out[it.key] = Outcome("retry")
-
-    def flush(self) -> set[str]:
-        """Writes the collected statuses; returns the keys whose write failed (retried)."""
-        pending, self._pending = self._pending, []
-        errors = self.reporter.report_each([item for _, item in pending])
-        failed = {key for (key, _), e in zip(pending, errors, strict=True) if e is not None}
-        for key in failed:
-            self.out[key] = Outcome("retry")
-        return failed
-
-
 class TopicReconciler:
     def __init__(
         self,
@@ -137,18 +92,29 @@ class TopicReconciler:
         throttle_bytes: int = DEFAULT_THROTTLE_BYTES,
         kafka_timeout_ms: int = 30000,
         expected_brokers: int | None = None,
+        namespace: str | None = None,
     ):
         self.reporter, self.core = reporter, core
-        self.get, self.by_topic = get, by_topic
+        self.by_topic = by_topic
         self.delete_topics, self.default_replicas = delete_topics, default_replicas
         self.expected_brokers = expected_brokers
         self.admin = TopicAdmin(kafka, kafka_timeout_ms)
         self.resize = ReplicationFactorChanges(
             Reassignments(kafka, kafka_timeout_ms), throttle_bytes
         )
+        self.front = Front(
+            noun="topic",
+            finalizer=FINALIZER,
+            spec_of=spec_of,
+            get=get,
+            reporter=reporter,
+            core=core,
+            keep_status=KEEP_STATUS,
+            home=namespace,
+            log=log,
+        )
         self.create_chunk = 50
 
-    # ---- helpers --------------------------------------------------------------------------
     def deletion_enabled(self, obj: dict) -> bool:
         policy = str(st.annotations(obj).get(DELETION_POLICY, "")).strip().lower()
         if policy == "delete":
@@ -161,116 +127,72 @@ class TopicReconciler:
         claimants = self.by_topic(topic)
         return min(claimants, key=_age) if claimants else None
 
-    # ---- the batch ------------------------------------------------------------------------
     def reconcile(self, keys: list[str]) -> dict[str, Outcome]:
-        batch = Batch(self.reporter)
-        out = batch.out
-        items: list[Item] = []
-        deletions: list[tuple[str, dict, str | None]] = []
-        for key in keys:
-            obj = self.get(key)
-            if obj is None:
-                self.reporter.forget(key)
-                out[key] = Outcome("ready")
-                continue
-            m = st.meta(obj)
-            raw = (obj.get("data") or {}).get("spec")
-            spec = spec_of(obj)
-            prev = st.status_of(obj)
-            if m.get("deletionTimestamp"):
-                if st.has_finalizer(obj, FINALIZER):
-                    topic = prev.get("topicName") or (
-                        spec.name if isinstance(spec, TopicSpec) else None
-                    )
-                    wanted = not st.paused(obj) and self.deletion_enabled(obj) and topic
-                    owner = self.owner_of(topic) if topic else None
-                    mine = owner is None or st.meta(owner)["name"] == key
-                    deletions.append((key, obj, topic if wanted and mine else None))
-                else:
-                    out[key] = Outcome("ready")
-                continue
-            if st.paused(obj):
-                batch.report_obj(
-                    key,
-                    obj,
-                    PENDING,
-                    "ReconciliationPaused",
-                    'kairn.dev/managed is "false": the topic is left as it is',
-                    raw_hash(raw),
-                )
-                continue
-            if isinstance(spec, SpecError):
-                batch.report_obj(key, obj, ERROR, spec.reason, spec.message, raw_hash(raw))
-                continue
-            owner = self.owner_of(spec.name)
-            if owner is not None and st.meta(owner)["name"] != key:
-                batch.report_obj(
-                    key,
-                    obj,
-                    ERROR,
-                    "TopicConflict",
-                    f"topic {spec.name} is already declared by ConfigMap "
-                    f"{st.meta(owner)['name']} (older); remove one of the two",
-                    spec.hash,
-                )
-                continue
-            created = prev.get("topicName")
-            if created and created != spec.name:
-                batch.report_obj(
-                    key,
-                    obj,
-                    ERROR,
-                    "TopicNameChanged",
-                    f"topicName cannot change after the topic was created (it is {created}, "
-                    f"the spec says {spec.name}); set it back or declare a new ConfigMap",
-                    spec.hash,
-                )
-                continue
-            try:
-                if self.deletion_enabled(obj) and not st.has_finalizer(obj, FINALIZER):
-                    obj = st.add_finalizer(self.core, obj, FINALIZER) or obj
-                elif not self.deletion_enabled(obj) and st.has_finalizer(obj, FINALIZER):
-                    obj = st.remove_finalizer(self.core, obj, FINALIZER) or obj
-            except Exception as e:
-                log.warning("finalizer update failed", name=key, error=repr(e))
-                out[key] = Outcome("retry")
-                continue
-            items.append(Item(key, obj, spec, prev))
+        return self.front.reconcile(keys, refuse=self._refuse, delete=self._delete, sync=self._sync)
 
-        if deletions:
-            self._delete(deletions, out)
-        if items:
-            self._sync(items, batch)
-        batch.flush()
-        return out
+    def _refuse(self, e: Entry) -> tuple[str, str] | None:
+        owner = self.owner_of(e.spec.name)
+        if owner is not None and st.meta(owner)["name"] != e.name:
+            return (
+                "TopicConflict",
+                f"topic {e.spec.name} is already declared by ConfigMap "
+                f"{st.meta(owner)['name']} (older); remove one of the two",
+            )
+        created = e.prev.get("topicName")
+        if created and created != e.spec.name:
+            return (
+                "TopicNameChanged",
+                f"topicName cannot change after the topic was created (it is {created}, "
+                f"the spec says {e.spec.name}); set it back or declare a new ConfigMap",
+            )
+        return None
 
     # ---- deletion -------------------------------------------------------------------------
-    def _delete(self, deletions, out) -> None:
-        names = sorted({t for _, _, t in deletions if t and not internal_reason(t)})
-        answers = self.admin.delete(names) if names else {}
-        for key, obj, topic in deletions:
-            answer = answers.get(topic)
+    def _topic_to_delete(self, e: Entry) -> str | None:
+        """The topic a deleted ConfigMap takes with it: none unless deletion is enabled, the
+        ConfigMap owns the topic and it is not one of Kafka's own."""
+        topic = e.prev.get("topicName") or (e.spec.name if isinstance(e.spec, TopicSpec) else None)
+        if not topic or e.paused or not self.deletion_enabled(e.obj) or internal_reason(topic):
+            return None
+        owner = self.owner_of(topic)
+        return topic if owner is None or st.meta(owner)["name"] == e.name else None
+
+    def _delete(self, entries: list[Entry], batch: Batch) -> None:
+        topics = {e.key: self._topic_to_delete(e) for e in entries}
+        answers = self.admin.delete(sorted({t for t in topics.values() if t}))
+        for e in entries:
+            topic = topics[e.key]
+            answer = answers.get(topic) if topic else None
             if answer is not None and not answer.ok:
-                log.warning(
-                    "topic deletion failed",
-                    name=key,
-                    topic=topic,
-                    error=verdict(answer.code, answer.message, "delete", topic).message,
-                )
-                out[key] = Outcome("retry")
+                why = verdict(answer.code, answer.message, "delete", topic).message
+                log.warning("topic deletion failed", name=e.key, topic=topic, error=why)
+                batch.retry(e.key)
                 continue
             if answer is not None:
-                log.info("topic deleted", name=key, topic=topic)
+                log.info("topic deleted", name=e.key, topic=topic)
+            self.front.release(batch, e)
+
+    def _finalizers(self, entries: list[Entry], batch: Batch) -> list[Item]:
+        """The finalizer on or off as deletion is enabled or not; the entries it could be
+        set for, as items."""
+        items = []
+        for e in entries:
             try:
-                st.remove_finalizer(self.core, obj, FINALIZER)
-                self.reporter.forget(key)
-                out[key] = Outcome("ready")
-            except Exception as e:
-                log.warning("finalizer removal failed", name=key, error=repr(e))
-                out[key] = Outcome("retry")
+                wanted = self.deletion_enabled(e.obj)
+                if wanted and not st.has_finalizer(e.obj, FINALIZER):
+                    e.obj = st.add_finalizer(self.core, e.obj, FINALIZER) or e.obj
+                elif not wanted and st.has_finalizer(e.obj, FINALIZER):
+                    e.obj = st.remove_finalizer(self.core, e.obj, FINALIZER) or e.obj
+            except Exception as exc:
+                log.warning("finalizer update failed", name=e.key, error=repr(exc))
+                batch.retry(e.key)
+                continue
+            items.append(Item(e.key, e.obj, e.spec, e.prev))
+        return items
 
     # ---- describe, plan, apply ------------------------------------------------------------
-    def _sync(self, items: list[Item], batch: Batch) -> None:
+    def _sync(self, entries: list[Entry], batch: Batch) -> None:
+        items = self._finalizers(entries, batch)
         keys: dict[str, set[str]] = {}
         for it in items:
             wanted = keys.setdefault(it.spec.name, set())
@@ -326,7 +248,7 @@ class TopicReconciler:
             READY,
             "TopicReady",
             f"topic {it.spec.name} matches the spec",
-            batch.applied(it),
+            applied(it.spec),
         )
 
     def _kafka_answer(self, it: Item, answer: Answer, what: str, batch: Batch) -> bool:
@@ -339,7 +261,7 @@ class TopicReconciler:
         v = verdict(answer.code, answer.message, what, it.spec.name, brokers, self.expected_brokers)
         if v.action == "retry":
             log.warning("Kafka request failed", name=it.key, topic=it.spec.name, error=v.message)
-            batch.retry(it)
+            batch.retry(it.key)
         else:
             state = ERROR if v.action == "error" else PENDING
             outcome = Outcome("error" if state == ERROR else "pending", v.requeue_after)

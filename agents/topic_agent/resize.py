@@ -24,6 +24,8 @@ from agents.common.logs import get_logger
 from agents.common.reassignment import Reassignments, moves, replicas_for_factor
 from agents.common.status import ERROR, PENDING
 
+from .diff import applied
+
 log = get_logger("kairn.topic-agent")
 
 
@@ -60,7 +62,7 @@ class ReplicationFactorChanges:
                 "ReassigningReplicas",
                 f"changing the replication factor of {it.spec.name} to {it.spec.replicas} "
                 f"(replication throttled to {self.throttle_bytes} B/s)",
-                {"reassigning": True, **batch.applied(it)},
+                {"reassigning": True, **applied(it.spec)},
                 outcome=Outcome("pending", requeue_after=2),
             )
         recorded = [it for it in planned if it.key not in batch.flush()]
@@ -85,7 +87,7 @@ class ReplicationFactorChanges:
                 why = started[it.spec.name]
                 if undone.get(it.spec.name):
                     log.warning("reassignment refused", name=it.key, error=why)
-                    batch.retry(it)  # still recorded as reassigning: check() cleans up
+                    batch.retry(it.key)  # still recorded as reassigning: check() cleans up
                 else:
                     batch.report(
                         it,
@@ -118,7 +120,7 @@ class ReplicationFactorChanges:
             why = removed.get(it.spec.name)
             if why:
                 log.warning("throttle not removed", name=it.key, topic=it.spec.name, error=why)
-                batch.retry(it)
+                batch.retry(it.key)
                 continue
             log.info("reassignment finished", name=it.key, topic=it.spec.name)
             # reconciled again at once: the rest of the spec is compared with a fresh state
