@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 
+import kafka.errors as Errors
+
 from .model import KafkaView, Partition
 from .zk import TlsFiles
 
+UNKNOWN_TOPIC = Errors.UnknownTopicOrPartitionError.errno
 # Sources of a broker config that a person (or the file) set explicitly.
 _SET_SOURCES = {"STATIC_BROKER_CONFIG", "DYNAMIC_BROKER_CONFIG"}
 
@@ -55,9 +58,13 @@ class Kafka:
             controller = cluster.get("controller_id")
             if not with_partitions:
                 return KafkaView(controller, brokers)
-            parts, topics = [], []
+            parts, topics, unreadable = [], [], {}
             for t in admin.describe_topics():
-                if t.get("error_code"):
+                code = t.get("error_code")
+                if code == UNKNOWN_TOPIC:  # deleted meanwhile
+                    continue
+                if code:
+                    unreadable[t["name"]] = Errors.for_code(code).__name__
                     continue
                 topics.append(t["name"])
                 for p in t["partitions"]:
@@ -70,7 +77,11 @@ class Kafka:
                             tuple(p["isr_nodes"]),
                         )
                     )
-            return KafkaView(controller, brokers, tuple(parts), self._min_isr(admin, topics))
+            min_isr = self._min_isr(admin, topics)
+            for t in topics:
+                if t not in min_isr:  # kafka-python leaves a refused DescribeConfigs empty
+                    unreadable[t] = "its min.insync.replicas was not returned"
+            return KafkaView(controller, brokers, tuple(parts), min_isr, unreadable)
 
         return self._call(read)
 

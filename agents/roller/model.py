@@ -42,12 +42,15 @@ class Partition:
 @dataclass(frozen=True)
 class KafkaView:
     """The brokers' view: controller (-1 or None: none), registered brokers, partitions and the
-    effective min.insync.replicas of each topic."""
+    effective min.insync.replicas of each topic. ``unreadable``: topics Kafka would not
+    describe (their metadata or min.insync.replicas), with the reason: nobody can tell whether
+    a restart keeps them available, so they block restarts."""
 
     controller: int | None
     brokers: frozenset[int]
     partitions: tuple[Partition, ...] = ()
     min_isr: dict[str, int] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

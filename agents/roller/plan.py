@@ -76,13 +76,18 @@ def recovering(p: PodInfo) -> bool:
 
 
 def availability_blockers(
-    broker: int, partitions: Iterable[Partition], min_isr: Mapping[str, int], default_min_isr=1
+    broker: int,
+    partitions: Iterable[Partition],
+    min_isr: Mapping[str, int],
+    default_min_isr=1,
+    unreadable: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Why restarting ``broker`` now would take a partition below min.insync.replicas; empty
     when it may go. Partitions with at most min ISR replicas are ignored (they cannot stay
     writable through any restart); a partition blocks when its ISR is already below min ISR and
-    the broker holds a replica, or when its ISR equals min ISR and the broker is in it."""
-    out = []
+    the broker holds a replica, or when its ISR equals min ISR and the broker is in it. A topic
+    Kafka would not describe (``unreadable``) blocks: its safety cannot be told."""
+    out = unreadable_problems(unreadable or {})
     for p in partitions:
         if broker not in p.replicas:
             continue
@@ -101,6 +106,14 @@ def availability_blockers(
                 f"(in-sync replicas {isr})"
             )
     return out
+
+
+def unreadable_problems(unreadable: Mapping[str, str]) -> list[str]:
+    """Topics Kafka would not describe, as problems: nothing can be said of their safety."""
+    return [
+        f"topic {t} could not be described ({why}): its availability cannot be checked"
+        for t, why in sorted(unreadable.items())
+    ]
 
 
 def out_of_sync(broker: int, partitions: Iterable[Partition]) -> list[str]:
@@ -194,6 +207,7 @@ def kafka_problems(view: KafkaView, replicas: int) -> list[str]:
         out.append(f"{len(offline)} offline partitions: {_some(offline)}")
     if under:
         out.append(f"{len(under)} under-replicated partitions: {_some(under)}")
+    out += unreadable_problems(view.unreadable)
     return out
 
 

@@ -171,7 +171,7 @@ class Roller:
     def _kafka_blockers(self, broker: int) -> list[str]:
         view = self.kafka.view()
         return plan.availability_blockers(
-            broker, view.partitions, view.min_isr, self.s.default_min_isr
+            broker, view.partitions, view.min_isr, self.s.default_min_isr, view.unreadable
         )
 
     def _wait_recovering(self, comp: str, pod: PodInfo, replicas: int, rev: str) -> None:
@@ -273,6 +273,8 @@ class Roller:
             view = self.kafka.view()
             if old.ordinal not in view.brokers:
                 return f"broker {old.ordinal} not registered"
+            if view.unreadable:
+                return "; ".join(plan.unreadable_problems(view.unreadable))
             behind = plan.out_of_sync(old.ordinal, view.partitions)
             if behind:
                 return f"{len(behind)} partitions not in sync yet: {', '.join(behind[:5])}"

@@ -489,3 +489,16 @@ def test_cli_missing_tls_file(tmp_path, capsys):
     ]
     assert cli.main(argv) == 2
     assert "does not exist" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_topic_kafka_would_not_describe_blocks_restarts_and_preflight():
+    from agents.roller.model import KafkaView, Partition
+    from agents.roller.plan import availability_blockers, kafka_problems
+
+    parts = [Partition("ok", 0, 0, (0, 1, 2), (0, 1, 2))]
+    unreadable = {"hidden": "TopicAuthorizationFailedError"}
+    assert availability_blockers(1, parts, {"ok": 2}) == []
+    blocked = availability_blockers(1, parts, {"ok": 2}, 1, unreadable)
+    assert blocked and "hidden" in blocked[0] and "cannot be checked" in blocked[0]
+    view = KafkaView(0, frozenset({0, 1, 2}), tuple(parts), {"ok": 2}, unreadable)
+    assert any("hidden" in p for p in kafka_problems(view, 3))
