@@ -286,17 +286,17 @@ class TopicReconciler:
                     batch.out[it.key] = Outcome("pending", requeue_after=1.0)
                 continue
             self.create_chunk = min(CREATE_CHUNK, self.create_chunk + self.create_chunk // 2 + 1)
-            created = []
-            for it in chunk:
-                if self._kafka_answer(it, answers[it.spec.name], "create", batch):
-                    log.info(
-                        "topic created",
-                        name=it.key,
-                        topic=it.spec.name,
-                        partitions=it.plan.create["num_partitions"],
-                        replicas=it.plan.create["replication_factor"],
-                    )
-                    created.append(it)
+            created = self._accepted(
+                chunk,
+                answers,
+                "create",
+                batch,
+                "topic created",
+                lambda it: {
+                    "partitions": it.plan.create["num_partitions"],
+                    "replicas": it.plan.create["replication_factor"],
+                },
+            )
             if created:
                 # Ready means usable: every partition has a leader in the brokers' metadata
                 try:
@@ -315,30 +315,31 @@ class TopicReconciler:
             o = {k: (AlterConfigOp.SET, v) for k, v in it.plan.config_set.items()}
             o.update({k: (AlterConfigOp.DELETE, None) for k in it.plan.config_delete})
             ops[it.spec.name] = o
-        answers = self.admin.alter(ops) if ops else {}
-        ok = []
-        for it in alters:
-            if self._kafka_answer(it, answers[it.spec.name], "change the config of", batch):
-                log.info(
-                    "topic config changed",
-                    name=it.key,
-                    topic=it.spec.name,
-                    set=sorted(it.plan.config_set),
-                    deleted=it.plan.config_delete,
-                )
-                ok.append(it)
-        return ok
+        return self._accepted(
+            alters,
+            self.admin.alter(ops) if ops else {},
+            "change the config of",
+            batch,
+            "topic config changed",
+            lambda it: {"set": sorted(it.plan.config_set), "deleted": it.plan.config_delete},
+        )
 
     def _grow(self, grows: list[Item], batch: Batch) -> list[Item]:
-        answers = self.admin.grow({it.spec.name: it.plan.partitions for it in grows})
+        return self._accepted(
+            grows,
+            self.admin.grow({it.spec.name: it.plan.partitions for it in grows}),
+            "add partitions to",
+            batch,
+            "partitions added",
+            lambda it: {"partitions": it.plan.partitions},
+        )
+
+    def _accepted(self, items, answers, what, batch, event, fields) -> list[Item]:
+        """The items whose answer in ``answers`` is a success, each logged as ``event`` with
+        ``fields(item)``; the others get the state Kafka's answer calls for."""
         ok = []
-        for it in grows:
-            if self._kafka_answer(it, answers[it.spec.name], "add partitions to", batch):
-                log.info(
-                    "partitions added",
-                    name=it.key,
-                    topic=it.spec.name,
-                    partitions=it.plan.partitions,
-                )
+        for it in items:
+            if self._kafka_answer(it, answers[it.spec.name], what, batch):
+                log.info(event, name=it.key, topic=it.spec.name, **fields(it))
                 ok.append(it)
         return ok
