@@ -15,6 +15,14 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
+# Defaults of the agents' own flags. The flags, their help texts, the agents and their
+# reconcilers all take them from here, so a default is written once.
+DEFAULT_BATCH_SIZE = 500  # ConfigMaps reconciled together in one set of Kafka requests
+DEFAULT_THROTTLE_BYTES = 50 * 1024 * 1024  # replication throttle (bytes/s) while replicas move
+DEFAULT_CERT_VALIDITY_DAYS = 365  # TLS users' certificates
+DEFAULT_CERT_RENEWAL_DAYS = 30  # certificates expiring this close are issued again
+DEFAULT_KAFKA_LANES = 4  # Kafka requests in flight at once for large batches
+
 
 def env(name: str, default: str | None = None) -> str | None:
     """The value of ``KAIRN_<name>``, or ``default`` when unset or empty."""

@@ -8,17 +8,12 @@ message a person can act on; it never raises.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 
-import yaml
+from agents.common.spec_base import SpecError, raw_hash, read_document, spec_hash
 
-try:  # libyaml when present: ten times faster for thousands of ConfigMaps
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+__all__ = ["SpecError", "TopicSpec", "parse", "raw_hash", "spec_hash", "validate_topic_name"]
 
 FIELDS = ("topicName", "partitions", "replicas", "config")
 TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
@@ -45,22 +40,6 @@ class TopicSpec:
                 "config": self.config,
             }
         )
-
-
-@dataclass(frozen=True)
-class SpecError:
-    reason: str
-    message: str
-
-
-def spec_hash(value) -> str:
-    """A short stable hash of a JSON-able value (what the status annotation records)."""
-    raw = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def raw_hash(text: str | None) -> str:
-    return hashlib.sha256((text or "").encode()).hexdigest()[:16]
 
 
 def validate_topic_name(name: str) -> str | None:
@@ -125,25 +104,9 @@ def parse(text: str | None, default_name: str) -> TopicSpec | SpecError:
 
 
 def _parse(text: str | None, default_name: str) -> TopicSpec | SpecError:
-    if text is None:
-        return SpecError("InvalidSpec", "data.spec is missing: put the topic spec (YAML) there")
-    try:
-        doc = yaml.load(text, Loader=_Loader)  # a safe loader
-    except yaml.YAMLError as e:
-        detail = str(e).replace("\n", " ")
-        return SpecError("InvalidYAML", f"data.spec is not valid YAML: {detail}"[:600])
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        return SpecError(
-            "InvalidSpec", f"data.spec must be a mapping of fields, got a {type(doc).__name__}"
-        )
-    unknown = sorted(str(k) for k in doc if k not in FIELDS)
-    if unknown:
-        return SpecError(
-            "UnknownField",
-            f"unknown field(s) in spec: {', '.join(unknown)}; allowed: {', '.join(FIELDS)}",
-        )
+    doc = read_document(text, "topic", FIELDS)
+    if isinstance(doc, SpecError):
+        return doc
     name = doc.get("topicName")
     if name is None:
         name = default_name
