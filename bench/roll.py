@@ -44,7 +44,7 @@ def tls(c) -> TlsFiles:
 
 
 def zookeeper(c) -> ZooKeeper:
-    return ZooKeeper([(c.addr.pod("zookeeper", i), 2181) for i in range(c.zookeepers)], tls(c))
+    return ZooKeeper([(c.address("zookeeper", i), 2181) for i in range(c.zookeepers)], tls(c))
 
 
 def client(c) -> dict:

@@ -13,78 +13,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import random
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from agents.pki import issue as pki_issue
 from agents.pki.model import Desired
 from agents.pki.run import run as run_kairn_certs
 from agents.pki.store import DirSecretStore
+from devtools import TOOLS
+from devtools.addresses import PodAddresses
+from devtools.chart import HARNESS_VALUES, deep_merge, helm_template
 from devtools.localpod import LocalPod
 from devtools.podspec import KAFKA_BIN, PodIdentity, plan_pod, pod_hosts, statefulset_pod_spec
 from devtools.procs import Proc
+from devtools.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-KAFKA_LIBS = ROOT / ".tools" / "kafka" / "libs"
-HELM = ROOT / ".tools" / "bin" / "helm"
-CHART = ROOT / "chart"
+KAFKA_LIBS = TOOLS / "kafka" / "libs"
 
 ZK_CLIENT, ZK_QUORUM, ZK_ELECTION = 2181, 2888, 3888
 REPLICATION, TLS, SCRAM = 9091, 9093, 9094
-
-
-def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
-    """Poll ``check`` until it returns something truthy; raise TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as e:  # the condition is not met yet; remember why
-            last_error = e
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
-
-
-@dataclass(frozen=True)
-class Addresses:
-    """The run's loopback /24: ``prefix`` is like '127.83.17.'. One address per pod."""
-
-    prefix: str
-
-    def pod(self, kind: str, i: int) -> str:
-        return f"{self.prefix}{(10 if kind == 'zookeeper' else 110) + i}"
-
-    @staticmethod
-    def pick(ports: list[int]) -> Addresses:
-        """A random /24 whose first pod addresses have the ports free (another run may hold one)."""
-        for _ in range(50):
-            cand = Addresses(f"127.{random.randint(64, 254)}.{random.randint(0, 254)}.")
-            if all(_free(cand.pod(k, 0), p) for k in ("zookeeper", "kafka") for p in ports):
-                return cand
-        raise RuntimeError("no free loopback /24 found")
-
-
-def _free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-            return True
-        except OSError:
-            return False
 
 
 @dataclass
@@ -108,30 +60,6 @@ class Identity:
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         ctx.load_cert_chain(str(self.crt), str(self.key))
         return ctx
-
-
-def helm_template(release: str, namespace: str, values: dict) -> list[dict]:
-    """The chart's manifests for ``values``, as `helm install` would send them."""
-    out = subprocess.run(
-        [str(HELM), "template", release, str(CHART), "--namespace", namespace, "--values", "-"],
-        input=yaml.safe_dump(values),
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"helm template failed: {out.stderr.strip()}")
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
-
-
-def deep_merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for k, v in extra.items():
-        merged[k] = (
-            deep_merge(merged[k], v)
-            if isinstance(v, dict) and isinstance(merged.get(k), dict)
-            else v
-        )
-    return merged
 
 
 class Pod:
@@ -178,21 +106,6 @@ class Pod:
         return self.local.logs() if self.local else []
 
 
-# Small and quick for a 2-core machine; everything else is the chart's default.
-HARNESS_VALUES = {
-    "zookeeper": {"heapOpts": "-Xms96m -Xmx96m"},
-    "kafka": {
-        "heapOpts": "-Xms384m -Xmx384m",
-        "config": {
-            "offsets.topic.num.partitions": 6,
-            "group.initial.rebalance.delay.ms": 0,
-            "num.network.threads": 2,
-            "num.io.threads": 2,
-        },
-    },
-}
-
-
 @dataclass
 class _FolderSources:
     """The harness' sources: rendered ConfigMaps, Secrets as folders, claims in the pod."""
@@ -223,15 +136,22 @@ class LocalCluster:
 
     def __post_init__(self) -> None:
         self.run_dir = self.run_dir.resolve()
-        self.addr = Addresses.pick([ZK_CLIENT, ZK_QUORUM, ZK_ELECTION, REPLICATION, TLS, SCRAM])
+        ports = [ZK_CLIENT, ZK_QUORUM, ZK_ELECTION, REPLICATION, TLS, SCRAM]
+        self.addresses = PodAddresses.pick(ports)
         self.secrets = self.run_dir / "secrets"
         self.zk_pods = [Pod(self, "zookeeper", i) for i in range(self.zookeepers)]
         self.kafka_pods = [Pod(self, "kafka", i) for i in range(self.brokers)]
+        for pod in self.zk_pods + self.kafka_pods:  # in order: ZooKeeper first, then brokers
+            self.address(pod.kind, pod.ordinal)
         self._rendered: tuple[str, dict] | None = None
 
     # ---- names ------------------------------------------------------------------------------
     def pod_name(self, kind: str, i: int) -> str:
         return f"{self.fullname}-{kind}-{i}"
+
+    def address(self, kind: str, i: int) -> str:
+        """The pod's own loopback address."""
+        return self.addresses.of(self.namespace, self.pod_name(kind, i))
 
     def secret_dir(self, name: str) -> Path:
         return self.secrets / name
@@ -266,9 +186,9 @@ class LocalCluster:
         for other, count in (("zookeeper", self.zookeepers), ("kafka", self.brokers)):
             other_sts = manifests[("StatefulSet", f"{self.fullname}-{other}")]
             hosts |= pod_hosts(
-                other_sts, count, self.namespace, lambda j, o=other: self.addr.pod(o, j)
+                other_sts, count, self.namespace, lambda j, o=other: self.address(o, j)
             )
-        identity = PodIdentity(self.pod_name(kind, i), i, self.namespace, self.addr.pod(kind, i))
+        identity = PodIdentity(self.pod_name(kind, i), i, self.namespace, self.address(kind, i))
         return plan_pod(
             statefulset_pod_spec(sts),
             identity,
@@ -319,7 +239,7 @@ class LocalCluster:
             self.namespace,
             self.zookeepers,
             self.brokers,
-            kafka_extra_sans=tuple(self.addr.pod("kafka", i) for i in range(self.brokers)),
+            kafka_extra_sans=tuple(self.address("kafka", i) for i in range(self.brokers)),
         )
         run_kairn_certs(DirSecretStore(self.secrets), desired, now or dt.datetime.now(dt.UTC))
         agents = self.secret_dir(f"{self.fullname}-agents-cert")
@@ -389,7 +309,7 @@ class LocalCluster:
         ctx = self.admin.ssl_context()
         ctx.check_hostname = False  # reached by address; the chain is still verified
         with (
-            socket.create_connection((self.addr.pod("zookeeper", i), ZK_CLIENT), timeout=5) as raw,
+            socket.create_connection((self.address("zookeeper", i), ZK_CLIENT), timeout=5) as raw,
             ctx.wrap_socket(raw) as s,
         ):
             s.sendall(word.encode())
@@ -406,12 +326,8 @@ class LocalCluster:
         wait_until(quorum, timeout, "a ZooKeeper quorum with every running node serving")
 
     # ---- Kafka ------------------------------------------------------------------------------
-    def write_broker_config(self, i: int) -> None:
-        """Kept for callers that changed ``broker_overrides``: a pod's config is planned afresh
-        at every start, so there is nothing to do ahead of it."""
-
     def bootstrap(self, port: int = TLS) -> str:
-        return ",".join(f"{self.addr.pod('kafka', i)}:{port}" for i in range(self.brokers))
+        return ",".join(f"{self.address('kafka', i)}:{port}" for i in range(self.brokers))
 
     def admin_client(self, **extra):
         from kafka import KafkaAdminClient
@@ -444,7 +360,7 @@ class LocalCluster:
             "run_dir": str(self.run_dir),
             "bootstrap_tls": self.bootstrap(TLS),
             "bootstrap_scram": self.bootstrap(SCRAM),
-            "zookeeper": [self.addr.pod("zookeeper", i) for i in range(self.zookeepers)],
+            "zookeeper": [self.address("zookeeper", i) for i in range(self.zookeepers)],
         }
         (self.run_dir / "cluster.json").write_text(json.dumps(state, indent=2))
 

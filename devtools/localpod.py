@@ -17,10 +17,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from devtools.podspec import ROOT, ContainerRun, PodRun
+from devtools import ROOT, TOOLS
+from devtools.podspec import ContainerRun, PodRun
 from devtools.procs import Proc
+from devtools.waiting import wait_until
 
-PATH_ENV = f"{ROOT / '.venv' / 'bin'}:{ROOT / '.tools' / 'bin'}:{os.environ.get('PATH', '')}"
+PATH_ENV = f"{ROOT / '.venv' / 'bin'}:{TOOLS / 'bin'}:{os.environ.get('PATH', '')}"
 
 
 class InitContainerFailed(RuntimeError):
@@ -74,10 +76,9 @@ class LocalPod:
 
     @staticmethod
     def _wait_exit(proc: Proc, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while proc.running() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if proc.running():
+        try:
+            wait_until(lambda: not proc.running(), timeout, f"{proc.name} to exit", interval=0.05)
+        except TimeoutError:
             proc.kill()
         return proc.exit_code()
 

@@ -59,7 +59,7 @@ def metrics_port(cluster: LocalCluster, kind: str) -> int:
 
 
 def scrape(cluster: LocalCluster, kind: str, i: int, timeout: float = 10) -> Scrape:
-    url = f"http://{cluster.addr.pod(kind, i)}:{metrics_port(cluster, kind)}/metrics"
+    url = f"http://{cluster.address(kind, i)}:{metrics_port(cluster, kind)}/metrics"
     started = time.perf_counter()
     with urllib.request.urlopen(url, timeout=timeout) as r:
         text = r.read().decode()

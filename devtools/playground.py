@@ -23,12 +23,15 @@ from pathlib import Path
 
 import yaml
 
-from devtools.cluster import HARNESS_VALUES, KAFKA_LIBS, ROOT, wait_until
-from devtools.kube import ControlPlane
+from devtools import ROOT, TOOLS
+from devtools.chart import HARNESS_VALUES
+from devtools.cluster import KAFKA_LIBS
+from devtools.kube.controlplane import ControlPlane
+from devtools.waiting import wait_until
 
 HOME = ROOT / ".run" / "playground"
 KUBE_DIR = HOME / "kube"
-BIN = ROOT / ".tools" / "bin"
+BIN = TOOLS / "bin"
 RELEASE, NAMESPACE = "kairn", "kafka"
 DEMO_USER = "demo"
 BOOTSTRAP = f"{RELEASE}-kafka-bootstrap.{NAMESPACE}.svc.cluster.local"

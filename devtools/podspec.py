@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-ROOT = Path(__file__).resolve().parent.parent
+from devtools import TOOLS
+
 KAFKA_BIN = Path(__file__).resolve().parent / "kafka-bin"
 # Paths inside the images that are files of this checkout here.
 IMAGE_PATHS = {
     "/opt/kafka/bin": KAFKA_BIN,
-    "/opt/kairn/jmx": ROOT / ".tools" / "jmx",
+    "/opt/kairn/jmx": TOOLS / "jmx",
 }
 
 

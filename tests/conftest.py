@@ -1,4 +1,6 @@
-"""Fixtures shared by every tier. The real cluster is started once per session, lazily."""
+"""Fixtures shared by every tier: the real Kafka cluster (`kafka_cluster`) and the local control
+plane (`kube`, `api`, `core`, `namespace` from devtools/kube/pytest_plugin.py) are each started
+once per session, on first use."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from devtools.cluster import LocalCluster
+
+pytest_plugins = ["devtools.kube.pytest_plugin"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / ".run" / "tests"

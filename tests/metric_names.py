@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from devtools.cluster import CHART, helm_template
+from devtools.chart import CHART, helm_template
 
 # every kairn, broker and ZooKeeper series is named with one of these prefixes
 NAME = re.compile(r"(?<![\w])((?:kafka|zookeeper|kairn)_[a-z0-9_]+)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import ControlPlane, ControlPlaneError
+from devtools.kube import ControlPlaneError
+from devtools.kube.controlplane import ControlPlane
 
 
 def main(argv: list[str] | None = None) -> int:

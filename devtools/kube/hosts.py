@@ -14,6 +14,8 @@ import os
 import re
 from pathlib import Path
 
+from devtools.procs import alive as process_alive
+
 BEGIN = "# BEGIN kairn process node pid={pid}"
 END = "# END kairn process node pid={pid}"
 _BLOCK = re.compile(
@@ -67,7 +69,7 @@ def render_block(entries: dict[str, str], pid: int) -> str:
 def replace_block(text: str, block: str, pid: int, alive=None) -> str:
     """``text`` of a hosts file with this pid's block replaced by ``block`` (empty removes
     it), and the blocks of dead processes dropped."""
-    alive = alive or _alive
+    alive = alive or process_alive
 
     def keep(m: re.Match) -> str:
         owner = int(m.group(1))
@@ -107,13 +109,3 @@ class HostsFile:
             f.seek(0)
             f.write(new)
             f.truncate()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from kubernetes import client
 
-from devtools.kube import DEFAULT_BIN, ControlPlane
+from devtools.kube import DEFAULT_BIN
+from devtools.kube.controlplane import ControlPlane
 
 
 def wait_for(what: str, check, timeout: float = 60.0, interval: float = 0.2):

@@ -25,7 +25,8 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from devtools.cluster import HARNESS_VALUES, deep_merge, wait_until
-from devtools.kube import DEFAULT_BIN, ROOT, ControlPlane
+from devtools.kube import DEFAULT_BIN, ROOT
+from devtools.kube.controlplane import ControlPlane
 from tests.conftest import new_run_dir
 
 from .helpers import kubectl, wait_for

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from devtools import clients
-from devtools.cluster import CHART, LocalCluster
+from devtools.chart import CHART
+from devtools.cluster import LocalCluster
 from devtools.metrics import scrape
 from tests.conftest import new_run_dir
 

@@ -24,7 +24,7 @@ TOPICS = ["roller.a", "roller.b"]
 
 
 def zk_nodes(c) -> str:
-    return ",".join(f"{c.addr.pod('zookeeper', i)}:2181" for i in range(c.zookeepers))
+    return ",".join(f"{c.address('zookeeper', i)}:2181" for i in range(c.zookeepers))
 
 
 def tls(c) -> TlsFiles:
@@ -114,7 +114,7 @@ def platform(cluster):
 
 
 def zk(c) -> ZooKeeper:
-    return ZooKeeper([(c.addr.pod("zookeeper", i), 2181) for i in range(c.zookeepers)], tls(c))
+    return ZooKeeper([(c.address("zookeeper", i), 2181) for i in range(c.zookeepers)], tls(c))
 
 
 def controller(c) -> int:

@@ -9,7 +9,7 @@ from kafka.admin import ACLOperation, ResourceType
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from devtools import clients
-from devtools.cluster import wait_until
+from devtools.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -107,7 +107,7 @@ def test_acknowledged_message_survives_losing_one_broker(kafka_cluster):
     leader.kill()
     try:
         others = ",".join(
-            f"{kafka_cluster.addr.pod('kafka', i)}:9093"
+            f"{kafka_cluster.address('kafka', i)}:9093"
             for i in range(3)
             if i != partition["leader_id"]
         )

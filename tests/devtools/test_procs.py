@@ -1,4 +1,5 @@
-"""The harness' own pure parts and process handling (no Kafka needed)."""
+"""Processes standing in for containers and control plane components (devtools/procs.py):
+signals reach them, they stop with SIGTERM then SIGKILL, and tied ones die with their parent."""
 
 from __future__ import annotations
 
@@ -10,32 +11,8 @@ import textwrap
 
 import pytest
 
-from devtools.cluster import Addresses, wait_until
-from devtools.procs import Proc, kill_pidfiles
-
-
-def test_addresses_give_each_pod_its_own_address():
-    a = Addresses("127.90.1.")
-    addrs = [a.pod(k, i) for k in ("zookeeper", "kafka") for i in range(50)]
-    assert len(set(addrs)) == len(addrs)
-    assert all(x.startswith("127.90.1.") for x in addrs)
-
-
-def test_picked_subnets_differ_between_runs():
-    assert len({Addresses.pick([9093]).prefix for _ in range(5)}) > 1
-
-
-def test_wait_until_names_what_it_waited_for_and_the_last_error():
-    def never():
-        raise ConnectionRefusedError("nope")
-
-    with pytest.raises(TimeoutError, match=r"waiting for the moon.*nope"):
-        wait_until(never, 0.3, "the moon", interval=0.05)
-
-
-def test_wait_until_returns_the_first_truthy_result():
-    calls = iter([0, None, "ready"])
-    assert wait_until(lambda: next(calls), 5, "x", interval=0.01) == "ready"
+from devtools.procs import Proc, alive
+from devtools.waiting import wait_until
 
 
 def test_proc_stop_escalates_to_sigkill_when_term_is_ignored(tmp_path):
@@ -69,31 +46,7 @@ def test_tied_processes_die_with_the_process_that_started_them(tmp_path):
     child = int(pidfile.read_text())
     proc.kill()
     proc.wait()
-    wait_until(lambda: not _alive(child), 10, "the orphaned child to die")
-
-
-def test_kill_pidfiles_stops_detached_processes(tmp_path):
-    p = Proc(
-        "detached",
-        ["sleep", "300"],
-        tmp_path / "a" / "log",
-        tie_to_parent=False,
-        pidfile=tmp_path / "a" / "sleep.pid",
-    )
-    p.start()
-    assert kill_pidfiles(tmp_path) == ["sleep"]
-    p._popen.wait(10)  # reap it, as init would for a detached process
-    assert not p.running()
-    assert not list(tmp_path.rglob("*.pid"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
+    wait_until(lambda: not alive(child), 10, "the orphaned child to die")
 
 
 def test_a_process_started_from_a_short_lived_thread_keeps_running(tmp_path):
@@ -109,3 +62,37 @@ def test_a_process_started_from_a_short_lived_thread_keeps_running(tmp_path):
             wait_until(lambda: not p.running(), 1.0, "the child to die", interval=0.1)
     finally:
         p.kill()
+
+
+def test_children_receive_sigterm_even_when_the_parent_blocks_it(tmp_path):
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        proc = Proc("sleeper", ["sleep", "60"], tmp_path / "sleeper.log", tie_to_parent=False)
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    proc.stop(grace=20)
+    assert proc.exit_code() == -signal.SIGTERM  # ended by SIGTERM, not by the SIGKILL after it
+
+
+def test_tied_children_receive_sigterm_even_when_the_parent_blocks_it(tmp_path):
+    """The process node blocks SIGTERM to sigwait on it; its pods must not inherit that."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        proc = Proc("sleeper", ["sleep", "60"], tmp_path / "sleeper.log")
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    proc.stop(grace=20)
+    assert proc.exit_code() == -signal.SIGTERM
+
+
+def test_alive_knows_a_process_by_its_command_line(tmp_path):
+    p = Proc("marked", ["sleep", "300", str(tmp_path)], tmp_path / "log")
+    p.start()
+    try:
+        assert alive(p.pid) and alive(p.pid, command_has=str(tmp_path))
+        assert not alive(p.pid, command_has=str(tmp_path / "other"))
+    finally:
+        p.kill()
+    assert not alive(p.pid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from .helpers import gone, wait_for
+from tests.e2e.helpers import gone, wait_for
 
 
 def _pod_template(app: str) -> client.V1PodTemplateSpec:

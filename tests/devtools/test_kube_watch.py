@@ -9,8 +9,7 @@ import pytest
 from kubernetes import client, watch
 
 from devtools.kube import ControlPlaneError
-
-from .helpers import wait_for
+from tests.e2e.helpers import wait_for
 
 
 def _watch_events(core, namespace, resource_version, out, stop_after, ready):
@@ -97,7 +96,7 @@ def test_watch_from_compacted_revision_is_gone(kube, core, namespace):
     assert compacted > int(old_rv)
     # Reading an old revision straight from etcd is refused now.
     with pytest.raises(ControlPlaneError, match="required revision has been compacted"):
-        kube._etcd_call("/v3/kv/range", {"key": "AA==", "revision": str(int(old_rv))})
+        kube.admin_api.etcd("/v3/kv/range", {"key": "AA==", "revision": str(int(old_rv))})
     kube.restart_apiserver()
 
     with pytest.raises(client.ApiException) as e:
@@ -139,4 +138,4 @@ def test_watch_from_compacted_revision_is_gone(kube, core, namespace):
     t.join(timeout=40)
     assert [(e["type"], e["object"].data) for e in got] == [("MODIFIED", {"i": "after"})]
     # The controllers, the scheduler and kwok reconnect by themselves.
-    wait_for("nodes Ready again", kube._nodes_ready, timeout=120)
+    wait_for("nodes Ready again", kube.nodes_ready, timeout=120)

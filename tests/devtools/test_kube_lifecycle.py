@@ -10,9 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from devtools.kube import ROOT, ControlPlane
-
-from .helpers import wait_for
+from devtools.kube import ROOT
+from devtools.kube.controlplane import ControlPlane
+from tests.e2e.helpers import wait_for
 
 
 def _ours(run_dir: Path) -> list[int]:
@@ -85,7 +85,7 @@ def test_children_die_with_the_starting_process(tmp_path):
     # name it, so _ours() counts exactly them.
     script = textwrap.dedent("""
         import os, sys
-        from devtools.kube import ControlPlane
+        from devtools.kube.controlplane import ControlPlane
         ControlPlane(os.environ["RUN_DIR"], nodes=1, die_with_parent=True).start()
         print("ready", flush=True)
         sys.stdin.read()

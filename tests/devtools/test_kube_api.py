@@ -8,7 +8,7 @@ import json
 import pytest
 from kubernetes import client
 
-from .helpers import gone, kubectl, wait_for
+from tests.e2e.helpers import gone, kubectl, wait_for
 
 
 def test_versions_and_nodes(kube):
