@@ -43,7 +43,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic  # noqa: E4
 from kubernetes import client  # noqa: E402
 
 from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
-from devtools.kube import ControlPlane  # noqa: E402
+from devtools.kube.controlplane import ControlPlane  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 NS = "bench"
