@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.venv/bin:$(PATH)
 SETUP_INPUTS := requirements.txt constraints.txt pyproject.toml tools/kafka/pom.xml tools/jmx/pom.xml \
                 $(wildcard tools/go/*/go.mod tools/go/kube/*/go.mod) $(wildcard scripts/setup-*.sh) tools/checkov-constraints.txt
 
-.PHONY: help setup test test-unit test-chart test-integration test-e2e cluster-up cluster-down lint up down bench lock
+.PHONY: help setup test test-unit test-devtools test-chart test-integration test-e2e cluster-up cluster-down lint up down bench lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: $(STAMP) ## every test tier; fails when a tier fails or runs no test
 
 test-unit: $(STAMP) ## pure logic only (seconds)
 	@scripts/run-tests.sh unit
+
+test-devtools: $(STAMP) ## the test support code: harness, local control plane, process nodes
+	@scripts/run-tests.sh devtools
 
 test-chart: $(STAMP) ## helm-unittest, values matrix with Helm 3 and 4, schemas, checkov
 	@scripts/run-tests.sh chart

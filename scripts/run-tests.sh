@@ -20,10 +20,12 @@ pytest_tier() {  # name, then pytest arguments
   esac
 }
 
-# Tiers, fastest first. Each tier's folder holds its pytest tests; the chart tier also runs
+# Tiers, fastest first (but devtools: the test support code is checked before the tiers that
+# rely on it). Each tier's folder holds its pytest tests; the chart tier also runs
 # helm-unittest on chart/tests (see tests/chart/).
 case $which in
   unit|all) pytest_tier unit tests/unit ;;&
+  devtools|all) pytest_tier devtools tests/devtools ;;&
   chart|all) [ -d tests/chart ] && pytest_tier chart tests/chart ;;&
   integration|all) pytest_tier integration tests/integration ;;&
   e2e|all) [ -d tests/e2e ] && pytest_tier e2e tests/e2e ;;&
