@@ -179,3 +179,51 @@ def test_metrics_names():
         "kairn_last_full_sync_timestamp_seconds",
     ):
         assert name in text
+
+
+# ---- keys and the shared spec parts --------------------------------------------------------
+def test_keys_are_names_or_namespace_slash_name():
+    from agents.common.keys import join_key, name_of, split_key
+
+    assert split_key("alice", "kafka") == ("kafka", "alice")
+    assert split_key("team-a/alice", "kafka") == ("team-a", "alice")
+    assert name_of("team-a/alice") == name_of("alice") == "alice"
+    assert join_key("kafka", "alice", home="kafka") == "alice"
+    assert join_key("team-a", "alice", home="kafka") == "team-a/alice"
+    assert split_key(join_key("team-a", "alice", "kafka"), "kafka") == ("team-a", "alice")
+
+
+def test_read_document_says_why_a_spec_is_not_a_mapping_of_known_fields():
+    from agents.common.spec_base import SpecError, read_document
+
+    fields = ("a", "b")
+    assert read_document("a: 1", "thing", fields) == {"a": 1}
+    assert read_document("", "thing", fields) == {}
+    missing = read_document(None, "thing", fields)
+    assert missing == SpecError(
+        "InvalidSpec", "data.spec is missing: put the thing spec (YAML) there"
+    )
+    assert read_document("a: [", "thing", fields).reason == "InvalidYAML"
+    assert read_document("- 1", "thing", fields).message.endswith("got a list")
+    unknown = read_document("c: 1\na: 2", "thing", fields)
+    assert unknown == SpecError("UnknownField", "unknown field(s) in spec: c; allowed: a, b")
+    # a safe loader: no Python objects
+    assert read_document("a: !!python/object/apply:os.getcwd []", "thing", fields).reason == (
+        "InvalidYAML"
+    )
+
+
+def test_spec_reader_parses_each_text_and_name_once():
+    from agents.common.spec_base import spec_reader
+
+    calls = []
+
+    def parse(text, name):
+        calls.append((text, name))
+        return (text, name)
+
+    spec_of = spec_reader(parse)
+    obj = {"metadata": {"name": "n"}, "data": {"spec": "x: 1"}}
+    assert spec_of(obj) == spec_of(obj) == ("x: 1", "n")
+    assert spec_of({"metadata": {"name": "n"}}) == (None, "n")
+    assert calls == [("x: 1", "n"), (None, "n")]
