@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client  # noqa: E402
 
 from agents.common import status as st  # noqa: E402
-from agents.user_agent.kafka_users import UserAdmin, acl_of  # noqa: E402
+from agents.user_agent.acls import acl_of  # noqa: E402
+from agents.user_agent.kafka_users import UserAdmin  # noqa: E402
 from agents.user_agent.spec import parse  # noqa: E402
 from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
 from devtools.kube.controlplane import ControlPlane  # noqa: E402

@@ -28,17 +28,24 @@ act on; it never raises.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 
-import yaml
+from agents.common.spec_base import SpecError, raw_hash, read_document, spec_hash, spec_reader
 
-try:  # libyaml when present
-    _Loader = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+from .acls import (
+    CLUSTER_NAME,
+    OPERATION_LABELS,
+    OPERATIONS,
+    PATTERNS,
+    RESOURCE_LABELS,
+    RESOURCE_TYPES,
+    VALID_OPERATIONS,
+    AclRule,
+)
+
+__all__ = ["AclRule", "SpecError", "UserSpec", "parse", "raw_hash", "spec_hash", "spec_of"]
 
 FIELDS = ("authentication", "authorization", "quotas", "template")
 SCRAM, TLS, TLS_EXTERNAL = "scram-sha-512", "tls", "tls-external"
@@ -50,73 +57,6 @@ MAX_CN = 64
 MAX_NAME = 253
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
-# Strimzi's names -> Kafka's (kafka-python's ResourceType / ACLOperation enum names)
-RESOURCE_TYPES = {
-    "topic": "TOPIC",
-    "group": "GROUP",
-    "cluster": "CLUSTER",
-    "transactionalid": "TRANSACTIONAL_ID",
-}
-RESOURCE_LABELS = {
-    "TOPIC": "topic",
-    "GROUP": "group",
-    "CLUSTER": "cluster",
-    "TRANSACTIONAL_ID": "transactionalId",
-}
-OPERATIONS = {
-    "read": "READ",
-    "write": "WRITE",
-    "create": "CREATE",
-    "delete": "DELETE",
-    "alter": "ALTER",
-    "describe": "DESCRIBE",
-    "clusteraction": "CLUSTER_ACTION",
-    "describeconfigs": "DESCRIBE_CONFIGS",
-    "alterconfigs": "ALTER_CONFIGS",
-    "idempotentwrite": "IDEMPOTENT_WRITE",
-    "all": "ALL",
-}
-OPERATION_LABELS = {
-    "READ": "Read",
-    "WRITE": "Write",
-    "CREATE": "Create",
-    "DELETE": "Delete",
-    "ALTER": "Alter",
-    "DESCRIBE": "Describe",
-    "CLUSTER_ACTION": "ClusterAction",
-    "DESCRIBE_CONFIGS": "DescribeConfigs",
-    "ALTER_CONFIGS": "AlterConfigs",
-    "IDEMPOTENT_WRITE": "IdempotentWrite",
-    "ALL": "All",
-}
-# the operations Kafka's own kafka-acls tool allows for each resource type
-VALID_OPERATIONS = {
-    "TOPIC": {
-        "READ",
-        "WRITE",
-        "CREATE",
-        "DESCRIBE",
-        "DELETE",
-        "ALTER",
-        "DESCRIBE_CONFIGS",
-        "ALTER_CONFIGS",
-        "ALL",
-    },
-    "GROUP": {"READ", "DESCRIBE", "DELETE", "ALL"},
-    "CLUSTER": {
-        "CREATE",
-        "CLUSTER_ACTION",
-        "DESCRIBE_CONFIGS",
-        "ALTER_CONFIGS",
-        "IDEMPOTENT_WRITE",
-        "ALTER",
-        "DESCRIBE",
-        "ALL",
-    },
-    "TRANSACTIONAL_ID": {"DESCRIBE", "WRITE", "ALL"},
-}
-PATTERNS = {"literal": "LITERAL", "prefix": "PREFIXED"}
-CLUSTER_NAME = "kafka-cluster"
 # Strimzi quota names -> Kafka client-quota keys, and whether the value is an integer
 QUOTAS = {
     "producerByteRate": ("producer_byte_rate", True),
@@ -126,25 +66,6 @@ QUOTAS = {
 }
 QUOTA_KEYS = tuple(k for k, _ in QUOTAS.values())
 MAX_QUOTA = 2**63 - 1
-
-
-@dataclass(frozen=True, order=True)
-class AclRule:
-    """One ACL of the user, in Kafka's terms (enum names of kafka-python's ACL types)."""
-
-    resource_type: str  # TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID
-    name: str
-    pattern: str  # LITERAL, PREFIXED
-    operation: str  # READ, WRITE, ...
-    permission: str  # ALLOW, DENY
-    host: str = "*"
-
-    def describe(self) -> str:
-        return (
-            f"{self.permission.lower()} {OPERATION_LABELS.get(self.operation, self.operation)} "
-            f"on {RESOURCE_LABELS.get(self.resource_type, self.resource_type)} "
-            f"{self.name} ({self.pattern.lower()}) from {self.host}"
-        )
 
 
 @dataclass(frozen=True)
@@ -189,21 +110,6 @@ class UserSpec:
     @property
     def has_secret(self) -> bool:
         return self.auth in (SCRAM, TLS)
-
-
-@dataclass(frozen=True)
-class SpecError:
-    reason: str
-    message: str
-
-
-def spec_hash(value) -> str:
-    raw = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def raw_hash(text: str | None) -> str:
-    return hashlib.sha256((text or "").encode()).hexdigest()[:16]
 
 
 class _Invalid(Exception):
@@ -434,18 +340,9 @@ def parse(text: str | None, name: str) -> UserSpec | SpecError:
 
 
 def _parse(text: str | None, name: str) -> UserSpec:
-    if text is None:
-        _fail("data.spec is missing: put the user spec (YAML) there")
-    try:
-        doc = yaml.load(text, Loader=_Loader)  # a safe loader
-    except yaml.YAMLError as e:
-        detail = str(e).replace("\n", " ")
-        _fail(f"data.spec is not valid YAML: {detail}", "InvalidYAML")
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        _fail(f"data.spec must be a mapping of fields, got a {type(doc).__name__}")
-    _only(doc, FIELDS, "spec")
+    doc = read_document(text, "user", FIELDS)
+    if isinstance(doc, SpecError):
+        _fail(doc.message, doc.reason)
     auth, ref, inline = _authentication(doc.get("authentication"))
     problem = validate_user_name(name, auth)
     if problem:
@@ -454,3 +351,7 @@ def _parse(text: str | None, name: str) -> UserSpec:
     quotas = _quotas(doc.get("quotas"))
     labels, annotations = _template(doc.get("template"))
     return UserSpec(name, auth, ref, inline, acls, quotas, labels, annotations)
+
+
+# the parsed spec of a user ConfigMap, parses cached (a resync parses nothing again)
+spec_of = spec_reader(parse)

@@ -10,7 +10,8 @@ from kafka.errors import TopicAuthorizationFailedError
 from kafka.net import KafkaNetClient
 from kafka.protocol.admin import AlterUserScramCredentialsRequest
 
-from agents.user_agent.kafka_users import SCRAM_SHA_512, UserAdmin, acl_of, salted_password
+from agents.user_agent.acls import acl_of
+from agents.user_agent.kafka_users import SCRAM_SHA_512, UserAdmin, salted_password
 from agents.user_agent.spec import AclRule
 from devtools.clients import create_topic, produce, scram_kwargs
 from devtools.cluster import wait_until

@@ -9,9 +9,20 @@ import yaml
 
 from agents.pki import issue as pki
 from agents.user_agent import credentials as cred
-from agents.user_agent.kafka_users import SCRAM_SHA_512, acl_of
-from agents.user_agent.reconciler import Item, Refused, UserReconciler
-from agents.user_agent.spec import AclRule, parse
+from agents.user_agent.acls import acl_of
+from agents.user_agent.kafka_lanes import KafkaItemError
+from agents.user_agent.kafka_users import SCRAM_SHA_512
+from agents.user_agent.plan import (
+    Issuing,
+    KafkaView,
+    Refused,
+    clients_ca_material,
+    plan_user,
+    quota_removals,
+    referenced_password,
+    removal_failures,
+)
+from agents.user_agent.spec import AclRule, PasswordRef, parse
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 CM = {"metadata": {"name": "alice", "namespace": "ns", "uid": "uid-1", "annotations": {}}}
@@ -23,23 +34,29 @@ def ca():
     return cred.ClientsCa.load(pki.cert_pem(pair.cert), pki.key_pem(pair.key))
 
 
+class Planner:
+    """plan_user with the agent's issuing rules and a clock the test can move."""
+
+    def __init__(self):
+        self.now = lambda: NOW
+
+    def issuing(self) -> Issuing:
+        return Issuing("kairn", 365, 30, self.now())
+
+
 @pytest.fixture
 def rec():
-    r = UserReconciler(None, None, None, lambda k: None, "kairn", "ns", now=lambda: NOW)
-    yield r
-    r.close()
+    return Planner()
 
 
-def item(doc, obj=CM, secret=None) -> Item:
-    spec = parse(yaml.safe_dump(doc), obj["metadata"]["name"])
-    it = Item(obj["metadata"]["name"], obj, spec)
-    it.secret = secret
-    return it
+def item(doc, obj=CM, secret=None) -> tuple:
+    return parse(yaml.safe_dump(doc), obj["metadata"]["name"]), obj, secret
 
 
-def plan(rec, it, scram=None, acls=None, quotas=None, ca=None):
-    rec._plan(it, scram or {}, acls or {}, quotas or {}, {}, lambda: ca)
-    return it
+def plan(rec, it, scram=None, acls=None, quotas=None, ca=None, password=None):
+    spec, obj, secret = it
+    view = KafkaView(scram or {}, acls or {}, quotas or {})
+    return plan_user(spec, obj, secret, view, rec.issuing(), password, ca)
 
 
 def our_secret(data: dict) -> dict:
@@ -150,3 +167,84 @@ def test_a_password_typed_into_the_secret_is_set_in_kafka(rec):
     it = plan(rec, item(SCRAM, secret=secret), scram={"alice": [(SCRAM_SHA_512, 4096)]})
     assert it.upsert and it.password == "typed"
     assert "typed" in cred.unb64(it.secret_wanted["data"]["sasl.jaas.config"]).decode()
+
+
+# ---- resolved inputs: a referenced password, the clients CA ----------------------------------
+REF = {
+    "authentication": {
+        "type": "scram-sha-512",
+        "password": {"valueFrom": {"secretKeyRef": {"name": "pw", "key": "k"}}},
+    }
+}
+
+
+def test_a_referenced_password_is_read_from_its_secret():
+    ref = PasswordRef("pw", "k")
+    assert referenced_password(ref, {"data": {"k": cred.b64("Own1")}}, "ns") == "Own1"
+    missing = referenced_password(ref, None, "ns")
+    assert missing.reason == "PasswordSecretNotFound" and "does not exist in ns" in missing.message
+    no_key = referenced_password(ref, {"data": {"other": cred.b64("x")}}, "ns")
+    assert no_key.reason == "PasswordSecretNotFound" and "(it has: other)" in no_key.message
+    empty = referenced_password(ref, {"data": {"k": cred.b64(b"\xff")}}, "ns")
+    assert empty.reason == "InvalidPassword"
+
+
+def test_the_resolved_password_is_used_or_its_refusal_raised(rec):
+    it = plan(rec, item(REF), password="Own1")
+    assert it.upsert and it.password == "Own1"
+    with pytest.raises(Refused) as e:
+        plan(rec, item(REF), password=Refused("PasswordSecretNotFound", "gone"))
+    assert e.value.reason == "PasswordSecretNotFound" and not e.value.waits
+    # a Secret someone else wrote is found first, as before the password is looked at
+    foreign = {"metadata": {"name": "alice", "ownerReferences": []}, "data": {}}
+    with pytest.raises(Refused) as e:
+        plan(rec, item(REF, secret=foreign), password=Refused("PasswordSecretNotFound", "gone"))
+    assert e.value.reason == "SecretConflict"
+
+
+def test_a_tls_user_waits_for_the_clients_ca(rec):
+    names = ("kairn-clients-ca-cert", "kairn-clients-ca")
+    missing = clients_ca_material(None, {"data": {}}, names)
+    assert missing.reason == "ClientsCaMissing" and "kairn-clients-ca-cert" in missing.message
+    lacking = clients_ca_material({"data": {}}, {"data": {"ca.key": cred.b64("k")}}, names)
+    assert lacking.reason == "ClientsCaMissing" and "lack ca.crt" in lacking.message
+    both = {"data": {"ca.crt": cred.b64("c"), "ca.key": cred.b64("k")}}
+    assert clients_ca_material(both, both, names) == (b"c", b"k")
+    with pytest.raises(Refused) as e:
+        plan(rec, item({"authentication": {"type": "tls"}}), ca=missing)
+    assert e.value.waits
+
+
+# ---- per-item answers of Kafka ----------------------------------------------------------------
+def test_a_user_kafka_could_not_describe_is_unreadable_not_empty():
+    refused = KafkaItemError(35, "nope")
+    view = KafkaView.of(
+        {"alice": [(SCRAM_SHA_512, 4096)], "bob": refused},
+        {"User:alice": set(), "User:carol": refused},
+        {"alice": {}, "dave": refused},
+        lambda p: p.removeprefix("User:"),
+    )
+    assert view.scram == {"alice": [(SCRAM_SHA_512, 4096)]} and view.acls == {"User:alice": set()}
+    assert set(view.unreadable) == {"bob", "carol", "dave"}
+    assert "SCRAM credentials" in view.unreadable["bob"] and "nope" in view.unreadable["bob"]
+    assert "ACLs" in view.unreadable["carol"] and "quotas" in view.unreadable["dave"]
+
+
+def test_a_deleted_user_kafka_did_not_let_go_of_is_retried():
+    users = ["a", "b", "c", "d", "e"]
+    err = KafkaItemError(42, "refused")
+    described = {"a": {"producer_byte_rate": 1.0}, "d": err, "e": {"request_percentage": 2.0}}
+    assert quota_removals(users, described) == {
+        "a": {"producer_byte_rate": None},
+        "e": {"request_percentage": None},
+    }
+    failed = removal_failures(
+        users,
+        scram={"a": None, "b": err, "c": None, "d": None, "e": None},
+        acls={"User:a": None, "User:b": None, "User:c": err, "User:d": None, "User:e": None},
+        described=described,
+        quotas={"a": None, "e": err},
+    )
+    assert set(failed) == {"b", "c", "d", "e"}
+    assert failed["b"].startswith("SCRAM credential:") and failed["c"].startswith("ACLs:")
+    assert failed["d"].startswith("quotas:") and failed["e"].startswith("quotas:")
