@@ -222,39 +222,6 @@ even ZooKeeper sizes and bad sizes first; these repeat the important ones for --
 {{- if ge $min $rf -}}{{- max 1 (sub $rf 1) -}}{{- else -}}{{- max 1 $min -}}{{- end -}}
 {{- end -}}
 
-{{/*
-Soft or hard pod anti-affinity on the hostname for one component; (dict "ctx" $ "component" "kafka" "mode" "soft").
-*/}}
-{{- define "kairn.podAntiAffinity" -}}
-{{- if eq .mode "soft" }}
-podAntiAffinity:
-  preferredDuringSchedulingIgnoredDuringExecution:
-    - weight: 100
-      podAffinityTerm:
-        topologyKey: kubernetes.io/hostname
-        labelSelector:
-          matchLabels:
-            {{- include "kairn.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
-{{- else if eq .mode "hard" }}
-podAntiAffinity:
-  requiredDuringSchedulingIgnoredDuringExecution:
-    - topologyKey: kubernetes.io/hostname
-      labelSelector:
-        matchLabels:
-          {{- include "kairn.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 10 }}
-{{- end }}
-{{- end -}}
-
-{{/* Default topology spread over zones (soft); (dict "ctx" $ "component" "kafka") */}}
-{{- define "kairn.zoneSpread" -}}
-- maxSkew: 1
-  topologyKey: topology.kubernetes.io/zone
-  whenUnsatisfiable: ScheduleAnyway
-  labelSelector:
-    matchLabels:
-      {{- include "kairn.selectorLabels" . | nindent 6 }}
-{{- end -}}
-
 {{/* Hook annotations; (dict "hook" "pre-upgrade" "weight" "0") */}}
 {{- define "kairn.hookAnnotations" -}}
 helm.sh/hook: {{ .hook }}
