@@ -17,4 +17,10 @@ Modules (each documents its public API):
   waitress: /metrics, /healthz, /readyz).
 - ``kafka_admin``: :func:`admin_client` factory (TLS files from settings) and :class:`KafkaAccess`,
   which counts requests in ``kairn_kafka_requests_total`` and reconnects after failures.
+- ``agent``: :class:`Agent`, the shell of an entity agent (all of the above wired together),
+  and ``agent_parser``.
+- ``front``: :class:`Front`, the part of a batch reconcile every kind shares (gone, deletion
+  with finalizer, paused, spec errors, refusals, status writes) and its :class:`Batch`.
+- ``spec_base``: what the spec parsers share (:class:`SpecError`, hashes, the YAML document,
+  cached ``spec_of``); ``keys``: work-queue keys (``name`` or ``namespace/name``).
 """
