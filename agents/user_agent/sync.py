@@ -100,6 +100,7 @@ class UserSync:
             ("finalizers", self.add_finalizers),
             ("validate_quotas", self.validate_quotas),
             ("scram", self.set_scram),
+            ("secrets", self.start_secret_writes),
             ("acls", self.apply_acls),
             ("quotas", self.apply_quotas),
             ("k8s_write", self.finish_secret_writes),
@@ -266,7 +267,11 @@ class UserSync:
                 log.info("scram credential set", name=it.key, user=it.spec.name)
             if it.plan.delete_scram:
                 log.info("scram credential removed", name=it.key, user=it.spec.name)
-        # the Secrets now: written by the pool while ACLs and quotas go to Kafka
+        return items
+
+    def start_secret_writes(self, items: list[Item], run: Run) -> list[Item]:
+        """The Secrets, written by the pool while ACLs and quotas go to Kafka (once Kafka
+        holds the credential a Secret carries)."""
         todo = [it for it in items if it.plan.secret_wanted is not None or it.plan.delete_secret]
         run.writes = {it.key: self.pool.submit(self._write_secret, it) for it in todo}
         return items

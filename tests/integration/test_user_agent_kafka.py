@@ -167,3 +167,22 @@ def test_large_batches_in_parallel_lanes_over_every_broker(kafka_cluster):
         assert not set(ua.describe_scram()) & set(users)
     finally:
         ua.close()
+
+
+def test_kafka_refusing_one_acl_of_a_request_creates_the_others(ua, user):
+    """ZooKeeper-mode Kafka refuses an ACL whose resource name holds a '/' (it would be a
+    ZooKeeper path); the other ACLs of the same request are created, and the refused one is
+    answered on its own."""
+    p = f"User:{user}"
+    good = [
+        acl_of(p, AclRule("TOPIC", f"{user}.t", "LITERAL", "READ", "ALLOW")),
+        acl_of(p, AclRule("GROUP", user, "LITERAL", "READ", "ALLOW")),
+    ]
+    bad = acl_of(p, AclRule("GROUP", f"{user}/g", "LITERAL", "READ", "ALLOW"))
+    try:
+        res = ua.create_acls([good[0], bad, good[1]])
+        assert res[0] is None and res[2] is None
+        assert res[1] is not None and res[1].name == "InvalidRequestError", res[1]
+        assert ua.describe_acls(p) == {p: set(good)}
+    finally:
+        ua.delete_principal_acls([p])

@@ -237,6 +237,13 @@ def test_force_renew_not_cleared_is_retried_not_ready(world):
     assert "a" not in reporter.written
     core.failing_patches = set()
     assert outcomes(rec, ["a"]) == {"a": "ready"}
+    assert set(core.secrets["a"]["data"]) == {
+        "ca.crt",
+        "user.crt",
+        "user.key",
+        "user.p12",
+        "user.password",
+    }
     assert "kairn.dev/force-renew" not in cms["a"]["metadata"]["annotations"]
 
 
