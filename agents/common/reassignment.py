@@ -26,13 +26,13 @@ from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType
 from kafka.structs import TopicPartition
 
 from .kafka_admin import KafkaAccess
+from .settings import DEFAULT_THROTTLE_BYTES
 
 TOPIC_THROTTLES = (
     "leader.replication.throttled.replicas",
     "follower.replication.throttled.replicas",
 )
 BROKER_RATES = ("leader.replication.throttled.rate", "follower.replication.throttled.rate")
-DEFAULT_THROTTLE_BYTES = 50 * 1024 * 1024
 
 
 def replicas_for_factor(

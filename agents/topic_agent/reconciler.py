@@ -30,7 +30,8 @@ from agents.common.controller import Outcome
 from agents.common.front import Batch, Entry, Front
 from agents.common.kafka_admin import KafkaAccess
 from agents.common.logs import get_logger
-from agents.common.reassignment import DEFAULT_THROTTLE_BYTES, Reassignments
+from agents.common.reassignment import Reassignments
+from agents.common.settings import DEFAULT_THROTTLE_BYTES
 from agents.common.spec_base import spec_reader
 from agents.common.status import ERROR, PENDING, READY, StatusReporter
 
