@@ -17,13 +17,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 setup: ## install everything into .venv/ and .tools/ (idempotent; a second run is quick)
-	@scripts/setup-system.sh
-	@scripts/setup-python.sh
-	@scripts/setup-kafka.sh
-	@scripts/setup-jmx.sh
-	@scripts/setup-go-tools.sh
-	@scripts/setup-kube.sh
-	@scripts/setup-checkov.sh
+	@scripts/setup-all.sh
 	@touch $(STAMP)
 
 # `make test` and `make up` work on a fresh machine: they run setup once, through this stamp.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a local Kubernetes control plane into .tools/bin from the Go module proxy, pinned:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and kwokctl.
-# It also writes kwok's default node and pod stages to .tools/share/kwok/stages.yaml.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (which
+# devtools/kube runs on its own, without kwokctl). It also writes kwok's default node and pod
+# stages to .tools/share/kwok/stages.yaml.
 #
 # A binary already at its pinned version is kept, so a second run is quick. Builds run one at
 # a time, niced, with at most KUBE_BUILD_JOBS (default 2) compile jobs.
@@ -17,7 +18,8 @@ ETCD_VERSION=v3.6.16    # also in tools/go/kube/etcd/go.mod
 KWOK_VERSION=v0.8.0
 
 jobs=${KUBE_BUILD_JOBS:-2}
-export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+# (-trimpath as in scripts/setup-go-tools.sh: both share the compiled standard library)
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath"
 
 have() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
 mark() { echo "$2" > "$bin/.$1.version"; }
@@ -28,7 +30,7 @@ build() {
   have "$name" "$version" && return 0
   echo "building $name $version"
   local start=$SECONDS tmp="$bin/.$name.tmp"
-  (cd "$dir" && nice -n 10 go build -p "$jobs" -trimpath -ldflags "-s -w $ldflags" -o "$tmp" "$pkg")
+  (cd "$dir" && nice -n 10 go build -p "$jobs" -ldflags "-s -w $ldflags" -o "$tmp" "$pkg")
   mv "$tmp" "$bin/$name"
   mark "$name" "$version"
   echo "built $name $version in $((SECONDS - start))s"
@@ -48,21 +50,33 @@ kube_ldflags() {
 
 build etcd "$ETCD_VERSION" "$mods/etcd" go.etcd.io/etcd/server/v3
 
-kld=$(kube_ldflags)
+# The Kubernetes commands in one `go build`: the packages they share (most of them) are
+# compiled once, and one command's link overlaps the others' compiles.
+kube_cmds=()
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-  build "$cmd" "$KUBE_VERSION" "$mods/kubernetes" "k8s.io/kubernetes/cmd/$cmd" "$kld"
+  have "$cmd" "$KUBE_VERSION" || kube_cmds+=("$cmd")
 done
+if [ ${#kube_cmds[@]} -gt 0 ]; then
+  echo "building ${kube_cmds[*]} $KUBE_VERSION"
+  start=$SECONDS out="$bin/.kube.tmp"
+  rm -rf "$out"; mkdir -p "$out"
+  (cd "$mods/kubernetes" && nice -n 10 go build -p "$jobs" -ldflags "-s -w $(kube_ldflags)" \
+    -o "$out/" "${kube_cmds[@]/#/k8s.io/kubernetes/cmd/}")
+  for cmd in "${kube_cmds[@]}"; do
+    mv "$out/$cmd" "$bin/$cmd"
+    mark "$cmd" "$KUBE_VERSION"
+  done
+  rmdir "$out"
+  echo "built ${kube_cmds[*]} $KUBE_VERSION in $((SECONDS - start))s"
+fi
 
-for cmd in kwok kwokctl; do
-  if ! have "$cmd" "$KWOK_VERSION"; then
-    echo "building $cmd $KWOK_VERSION"
-    start=$SECONDS
-    GOBIN="$bin" nice -n 10 go install -p "$jobs" -trimpath -ldflags "-s -w" \
-      "sigs.k8s.io/kwok/cmd/$cmd@$KWOK_VERSION"
-    mark "$cmd" "$KWOK_VERSION"
-    echo "built $cmd $KWOK_VERSION in $((SECONDS - start))s"
-  fi
-done
+if ! have kwok "$KWOK_VERSION"; then
+  echo "building kwok $KWOK_VERSION"
+  start=$SECONDS
+  GOBIN="$bin" nice -n 10 go install -p "$jobs" -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mark kwok "$KWOK_VERSION"
+  echo "built kwok $KWOK_VERSION in $((SECONDS - start))s"
+fi
 
 # kwok run on its own (not through kwokctl) needs its stages in a config file: the same
 # defaults kwokctl uses (node initialize + heartbeat with lease, pod ready/complete/delete).

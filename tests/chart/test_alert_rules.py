@@ -1,6 +1,6 @@
 """The PrometheusRule the chart renders is valid Prometheus rules (`promtool check rules`) and
 every alert fires from a series and stays quiet for a healthy one (`promtool test rules` with
-tests/chart/promtool/kairn_alerts_test.yaml). promtool is built by `make setup`."""
+tests/chart/promtool/kairn_alerts_test.yaml). `make setup` takes promtool from Debian."""
 
 from __future__ import annotations
 
