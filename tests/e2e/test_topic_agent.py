@@ -15,6 +15,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import kafka.errors as Errors
 import pytest
 import yaml
 from kafka.admin import ConfigResource, ConfigResourceType
@@ -675,12 +676,20 @@ def test_kafka_unreachable_is_retried_not_an_error(core, namespace, start_agent,
 def test_kafkas_internal_topics_are_never_touched(core, namespace, kafka_cluster, start_agent):
     """A spec for __consumer_offsets (growing it would move every group's coordinator, so
     their offsets look lost) is an Error and Kafka is untouched; nor is a deletion honoured."""
-    admin = kafka_cluster.admin_client()
-    try:
-        admin.describe_groups([f"{namespace}-g"])  # FindCoordinator creates __consumer_offsets
-    finally:
-        admin.close()
-    before = wait_for("__consumer_offsets", lambda: describe(kafka_cluster, "__consumer_offsets"))
+
+    def offsets_topic():
+        # FindCoordinator makes Kafka create __consumer_offsets (it answers "not available"
+        # until the topic has leaders)
+        admin = kafka_cluster.admin_client()
+        try:
+            admin.describe_groups([f"{namespace}-g"])
+        except Errors.CoordinatorNotAvailableError:
+            return None
+        finally:
+            admin.close()
+        return describe(kafka_cluster, "__consumer_offsets")
+
+    before = wait_for("__consumer_offsets", offsets_topic, timeout=120)
     start_agent()
     specs = {
         "offsets": {
@@ -704,7 +713,10 @@ def test_kafkas_internal_topics_are_never_touched(core, namespace, kafka_cluster
     for cm in ("txn", "connect", "mm2"):
         assert describe(kafka_cluster, specs[cm]["topicName"]) is None
     core.delete_namespaced_config_map("offsets", namespace)
-    wait_for("offsets ConfigMap gone", lambda: gone(core, namespace, "offsets"))
+    wait_for(
+        "offsets ConfigMap gone",
+        lambda: gone(lambda: core.read_namespaced_config_map("offsets", namespace)),
+    )
     assert describe(kafka_cluster, "__consumer_offsets") == before
 
 
