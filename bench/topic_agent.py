@@ -101,6 +101,26 @@ class Sampler(threading.Thread):
             self.stop.wait(0.1)
 
 
+class Progress(threading.Thread):
+    """When the Ready labels reach 1, half and all of ``n`` ConfigMaps, counted once a second
+    (what a person watching `kubectl get cm -L kairn.dev/state` sees)."""
+
+    def __init__(self, core: client.CoreV1Api, n: int, started: float):
+        super().__init__(daemon=True)
+        self.core, self.n, self.started = core, n, started
+        self.marks: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            count, at = ready_count(self.core), time.monotonic() - self.started
+            for mark, need in (("first", 1), ("half", (self.n + 1) // 2), ("all", self.n)):
+                if count >= need:
+                    self.marks.setdefault(mark, round(at, 1))
+            if count >= self.n:
+                return
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(p / 100 * len(s)) - 1))]
@@ -219,6 +239,8 @@ def main() -> int:
 
         # 1. cold start
         proc, sampler, started = start("cold")
+        progress = Progress(core, n, started)
+        progress.start()
         gauge = 'agent="topic",state="Ready"'
         wait(
             proc,
@@ -229,6 +251,14 @@ def main() -> int:
         )
         cold = wait(proc, started, lambda: ready_count(core) == n, 600, "cold start (labels)")
         result["cold_start_seconds"] = round(cold, 2)
+        progress.stop.set()
+        progress.join()
+        result["cold_start_ready_seconds"] = progress.marks
+        print(
+            "cold start, Ready labels seen (counted once a second): first after "
+            f"{progress.marks.get('first')}s, half after {progress.marks.get('half')}s, "
+            f"all after {progress.marks.get('all')}s"
+        )
         # the machine is shared: the load says how much of it this run had
         result["load_average_1m_after_cold_start"] = round(os.getloadavg()[0], 1)
         result["cpus"] = os.cpu_count()
