@@ -7,8 +7,8 @@ export PATH="$root/.tools/bin:$root/.venv/bin:$PATH"
 failed=()
 check() { local name=$1; shift; echo "=== $name"; "$@" || failed+=("$name"); }
 
-check "ruff check" ruff check agents devtools tests bench
-check "ruff format" ruff format --check agents devtools tests bench
+check "ruff check" ruff check agents devtools tests bench scripts chart/files
+check "ruff format" ruff format --check agents devtools tests bench scripts chart/files
 check yamllint yamllint -s -c .yamllint.yaml .
 check "helm lint (Helm 3)" helm lint --strict chart
 check "helm lint (Helm 4)" helm4 lint --strict chart
