@@ -49,11 +49,14 @@ def test_produce_and_consume_over_scram(kafka_cluster):
 def test_scram_with_a_wrong_password_is_refused(kafka_cluster):
     user = "harness-wrong-password"
     clients.set_scram_password(kafka_cluster, user, secrets.token_urlsafe(24))
+    # kafka-python reports the refused login as a failed bootstrap, after bootstrap_timeout_ms
+    # (30 s by default)
     with pytest.raises(KafkaError):
         clients.produce(
             "harness.mtls",
             [b"x"],
             timeout=10,
+            bootstrap_timeout_ms=10_000,
             **clients.scram_kwargs(kafka_cluster, user, "not-the-password"),
         )
 
