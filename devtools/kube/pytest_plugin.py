@@ -26,6 +26,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def kube(tmp_path_factory) -> ControlPlane:
+    """The session's control plane: three kwok nodes."""
     cp = ControlPlane(tmp_path_factory.mktemp("kube"), nodes=3, die_with_parent=True)
     cp.start()
     print(
@@ -39,6 +40,7 @@ def kube(tmp_path_factory) -> ControlPlane:
 
 @pytest.fixture(scope="session")
 def api(kube):
+    """An administrator's kubernetes.client.ApiClient."""
     c = kube.api_client()
     yield c
     c.close()
@@ -46,6 +48,7 @@ def api(kube):
 
 @pytest.fixture(scope="session")
 def core(api):
+    """CoreV1Api as the administrator."""
     from kubernetes import client
 
     return client.CoreV1Api(api)
@@ -53,6 +56,7 @@ def core(api):
 
 @pytest.fixture
 def namespace(core) -> str:
+    """A namespace of this test's own, deleted after it."""
     from kubernetes import client
 
     name = f"e2e-{uuid.uuid4().hex[:8]}"
