@@ -13,12 +13,14 @@ def wait_until(
     interval: float = 0.2,
     *,
     fatal: tuple[type[BaseException], ...] = (),
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
 ):
     """Poll ``check`` until it returns something truthy, and return that; raise TimeoutError
-    naming ``what`` and the last error. Any other exception ``check`` raises means "not yet"
-    (a server still coming up), except the ``fatal`` ones, which end the wait at once."""
+    naming ``what`` and the last error. An exception of ``retry_on`` that ``check`` raises
+    means "not yet" (a server still coming up), except the ``fatal`` ones, which end the wait
+    at once, as every other exception does."""
     deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
+    last_error: BaseException | None = None
     while True:
         try:
             result = check()
@@ -26,7 +28,7 @@ def wait_until(
                 return result
         except fatal:
             raise
-        except Exception as e:  # the condition is not met yet; remember why
+        except retry_on as e:  # the condition is not met yet; remember why
             last_error = e
         if time.monotonic() > deadline:
             detail = f" (last error: {last_error!r})" if last_error else ""

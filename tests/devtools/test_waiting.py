@@ -30,3 +30,17 @@ def test_fatal_errors_end_the_wait_at_once():
     with pytest.raises(KeyError):
         wait_until(check, 30, "x", interval=0.01, fatal=(KeyError,))
     assert len(calls) == 1
+
+
+def test_only_the_errors_it_is_told_to_retry_mean_not_yet():
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("still starting")
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        wait_until(check, 5, "something", 0.01, retry_on=(ConnectionError,))
+    assert len(calls) == 2

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from kubernetes import client
 
 from devtools.kube import DEFAULT_BIN
 from devtools.kube.controlplane import ControlPlane
+from devtools.waiting import wait_until
 
 
 def wait_for(what: str, check, timeout: float = 60.0, interval: float = 0.2):
-    """Polls `check` until it returns something truthy; fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            last = check()
-        except client.ApiException as e:
-            last = e
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        time.sleep(interval)
+    """Polls `check` until it returns something truthy; an API error means "not yet", any
+    other error fails the test at once."""
+    return wait_until(check, timeout, what, interval, retry_on=(client.ApiException,))
 
 
 def gone(read) -> bool:
