@@ -32,7 +32,8 @@ from agents.roller.local import LocalPlatform  # noqa: E402
 from agents.roller.model import KAFKA  # noqa: E402
 from agents.roller.zk import TlsFiles, ZooKeeper  # noqa: E402
 from bench.roll_load import Load, lost  # noqa: E402
-from devtools.cluster import LocalCluster, wait_until  # noqa: E402
+from devtools.cluster import LocalCluster  # noqa: E402
+from devtools.waiting import wait_until  # noqa: E402
 
 TOPICS = ["bench.roll.a", "bench.roll.b"]
 RATE = 50.0  # messages a second

@@ -14,7 +14,8 @@ from kafka.admin import (
     ResourceType,
 )
 
-from devtools.cluster import LocalCluster, wait_until
+from devtools.cluster import LocalCluster
+from devtools.waiting import wait_until
 
 
 def scram_kwargs(cluster: LocalCluster, user: str, password: str) -> dict:

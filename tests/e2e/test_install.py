@@ -24,9 +24,10 @@ import pytest
 import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from devtools.cluster import HARNESS_VALUES, deep_merge, wait_until
+from devtools.chart import HARNESS_VALUES, deep_merge
 from devtools.kube import DEFAULT_BIN, ROOT
 from devtools.kube.controlplane import ControlPlane
+from devtools.waiting import wait_until
 from tests.conftest import new_run_dir
 
 from .helpers import kubectl, wait_for

@@ -23,7 +23,8 @@ from kubernetes import client
 
 from agents.common.settings import Settings
 from agents.topic_agent.main import TopicAgent
-from devtools.cluster import LocalCluster, wait_until
+from devtools.cluster import LocalCluster
+from devtools.waiting import wait_until
 
 from .helpers import gone, wait_for
 

@@ -27,8 +27,9 @@ from agents.common.settings import Settings
 from agents.pki import issue as pki
 from agents.user_agent.kafka_users import UserAdmin
 from agents.user_agent.main import UserAgent
+from devtools.chart import helm_template
 from devtools.clients import create_topic, produce, scram_kwargs
-from devtools.cluster import LocalCluster, helm_template
+from devtools.cluster import LocalCluster
 
 from .helpers import gone, wait_for
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from devtools import clients
-from devtools.cluster import wait_until
 from devtools.metrics import Scrape, scrape
+from devtools.waiting import wait_until
 from tests.metric_names import used_names
 
 pytestmark = pytest.mark.kafka

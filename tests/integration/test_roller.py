@@ -16,7 +16,7 @@ from agents.roller.local import LocalPlatform
 from agents.roller.model import KAFKA, ZOOKEEPER
 from agents.roller.zk import TlsFiles, ZooKeeper
 from bench.roll_load import Load, lost
-from devtools.cluster import wait_until
+from devtools.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -14,7 +14,7 @@ from agents.user_agent.acls import acl_of
 from agents.user_agent.kafka_users import SCRAM_SHA_512, UserAdmin, salted_password
 from agents.user_agent.spec import AclRule
 from devtools.clients import create_topic, produce, scram_kwargs
-from devtools.cluster import wait_until
+from devtools.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
