@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Builds the Go tools the chart tier uses into .tools/bin from the Go module proxy, pinned:
-# helm 3 and 4 (helm template, lint and the values matrix with both) and helm-unittest.
-# A binary already at the pinned version is kept, so a second run is quick.
+# Builds the Go tools the chart tier uses into .tools/bin from the Go module proxy, pinned by
+# the wrapper module tools/go/helm: helm 3 and 4 (helm template, lint and the values matrix
+# with both) and helm-unittest. One module for the three, so the packages they share are
+# compiled once. A binary already at the pinned version is kept, so a second run is quick.
 # (promtool comes from Debian: scripts/setup-promtool.sh.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.tools/bin"
+mod="$root/tools/go/helm"
 mkdir -p "$bin"
 
+# also in tools/go/helm/go.mod (checked below)
 HELM3_VERSION=v3.22.0
 HELM4_VERSION=v4.3.1
-HELM_UNITTEST_VERSION=v1.1.2   # also in tools/go/helm-unittest/go.mod
+HELM_UNITTEST_VERSION=v1.1.2
 
 # The same flags as scripts/setup-kube.sh, so both share the compiled standard library in the
 # build cache; no symbol tables or DWARF, which the tools never need and which slow the links.
@@ -20,31 +23,33 @@ export GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath"
 have() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
 mark() { echo "$2" > "$bin/.$1.version"; }
 
-if ! have helm "$HELM3_VERSION"; then
-  echo "building helm $HELM3_VERSION"
-  start=$SECONDS
-  GOBIN="$bin" go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM3_VERSION"
-  mark helm "$HELM3_VERSION"
-  echo "built helm $HELM3_VERSION in $((SECONDS - start))s"
+if have helm "$HELM3_VERSION" && have helm4 "$HELM4_VERSION" \
+  && have helm-unittest "$HELM_UNITTEST_VERSION"; then
+  exit 0
 fi
 
-if ! have helm4 "$HELM4_VERSION"; then
-  echo "building helm4 $HELM4_VERSION"
-  start=$SECONDS
-  tmp=$(mktemp -d)
-  GOBIN="$tmp" go install -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION" \
-    "helm.sh/helm/v4/cmd/helm@$HELM4_VERSION"
-  mv "$tmp/helm" "$bin/helm4"; rmdir "$tmp"
-  mark helm4 "$HELM4_VERSION"
-  echo "built helm4 $HELM4_VERSION in $((SECONDS - start))s"
-fi
+cd "$mod"
+for pin in "helm.sh/helm/v3 $HELM3_VERSION" "helm.sh/helm/v4 $HELM4_VERSION" \
+           "github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION"; do
+  set -- $pin
+  [ "$(go list -m -f '{{.Version}}' "$1")" = "$2" ] \
+    || { echo "setup-go-tools: tools/go/helm/go.mod does not pin $1 at $2" >&2; exit 1; }
+done
 
-if ! have helm-unittest "$HELM_UNITTEST_VERSION"; then
-  echo "building helm-unittest $HELM_UNITTEST_VERSION"
-  start=$SECONDS
-  (cd "$root/tools/go/helm-unittest" && GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "-s -w" \
-    -o "$bin/helm-unittest" github.com/helm-unittest/helm-unittest/cmd/helm-unittest)
-  mark helm-unittest "$HELM_UNITTEST_VERSION"
-  echo "built helm-unittest $HELM_UNITTEST_VERSION in $((SECONDS - start))s"
-fi
+echo "building helm $HELM3_VERSION, helm4 $HELM4_VERSION and helm-unittest $HELM_UNITTEST_VERSION"
+start=$SECONDS
+# Without these the binaries report versions without a patch number. helm-unittest embeds
+# helm 3, whose version it reports too.
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM3_VERSION"
+ldflags+=" -X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION"
+out="$bin/.helm.tmp"
+rm -rf "$out"; mkdir -p "$out"
+# two builds, as both helm commands are named helm; the second finds the shared packages built
+go build -ldflags "$ldflags" -o "$out/" helm.sh/helm/v3/cmd/helm \
+  github.com/helm-unittest/helm-unittest/cmd/helm-unittest
+go build -ldflags "$ldflags" -o "$out/helm4" helm.sh/helm/v4/cmd/helm
+mv "$out/helm" "$bin/helm"; mark helm "$HELM3_VERSION"
+mv "$out/helm4" "$bin/helm4"; mark helm4 "$HELM4_VERSION"
+mv "$out/helm-unittest" "$bin/helm-unittest"; mark helm-unittest "$HELM_UNITTEST_VERSION"
+rmdir "$out"
+echo "built helm, helm4 and helm-unittest in $((SECONDS - start))s"
