@@ -55,8 +55,8 @@ done
 failed=""
 while [ ${#running[@]} -gt 0 ]; do
   rc=0
-  wait -n -p done "${!running[@]}" || rc=$?
-  unset "running[$done]"
+  wait -n -p finished "${!running[@]}" || rc=$?
+  unset "running[$finished]"
   if [ "$rc" != 0 ] && [ -z "$failed" ]; then
     failed=yes
     stop_all

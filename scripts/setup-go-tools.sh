@@ -31,9 +31,9 @@ fi
 cd "$mod"
 for pin in "helm.sh/helm/v3 $HELM3_VERSION" "helm.sh/helm/v4 $HELM4_VERSION" \
            "github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VERSION"; do
-  set -- $pin
-  [ "$(go list -m -f '{{.Version}}' "$1")" = "$2" ] \
-    || { echo "setup-go-tools: tools/go/helm/go.mod does not pin $1 at $2" >&2; exit 1; }
+  read -r path version <<< "$pin"
+  [ "$(go list -m -f '{{.Version}}' "$path")" = "$version" ] \
+    || { echo "setup-go-tools: tools/go/helm/go.mod does not pin $path at $version" >&2; exit 1; }
 done
 
 echo "building helm $HELM3_VERSION, helm4 $HELM4_VERSION and helm-unittest $HELM_UNITTEST_VERSION"
