@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 # reconcilers all take them from here, so a default is written once.
 DEFAULT_BATCH_SIZE = 500  # ConfigMaps reconciled together in one set of Kafka requests
 DEFAULT_THROTTLE_BYTES = 50 * 1024 * 1024  # replication throttle (bytes/s) while replicas move
-DEFAULT_CERT_VALIDITY_DAYS = 365  # TLS users' certificates
+DEFAULT_CERT_VALIDITY_DAYS = 365  # the certificates kairn issues: pods', agents', TLS users'
 DEFAULT_CERT_RENEWAL_DAYS = 30  # certificates expiring this close are issued again
 DEFAULT_KAFKA_LANES = 4  # Kafka requests in flight at once for large batches
 

@@ -42,9 +42,9 @@ def parser() -> argparse.ArgumentParser:
     for name, dflt, what in (
         ("zookeeper-replicas", 3, "ZooKeeper pods"),
         ("kafka-replicas", 3, "Kafka brokers"),
-        ("cert-validity-days", 365, "leaf certificate validity"),
-        ("cert-renewal-days", 30, "renew leaves expiring within this many days"),
-        ("ca-validity-days", 1825, "validity of a new CA"),
+        ("cert-validity-days", Desired.validity_days, "leaf certificate validity"),
+        ("cert-renewal-days", Desired.renewal_days, "renew leaves expiring within this many days"),
+        ("ca-validity-days", Desired.ca_validity_days, "validity of a new CA"),
     ):
         env = "KAIRN_" + name.upper().replace("-", "_")
         arg(

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from agents.common.settings import DEFAULT_CERT_RENEWAL_DAYS, DEFAULT_CERT_VALIDITY_DAYS
+
 # Annotations and labels kairn-certs reads or writes.
 GENERATION = "kairn.dev/ca-generation"  # on <kind>-ca-cert: generation of the signing CA
 FORCE_REPLACE = "kairn.dev/force-replace"  # on <kind>-ca, set by a person: start a replacement
@@ -38,8 +40,8 @@ class Desired:
     zookeeper_replicas: int = 3
     kafka_replicas: int = 3
     cluster_domain: str = "cluster.local"
-    validity_days: int = 365
-    renewal_days: int = 30
+    validity_days: int = DEFAULT_CERT_VALIDITY_DAYS
+    renewal_days: int = DEFAULT_CERT_RENEWAL_DAYS
     ca_validity_days: int = 5 * 365  # like Strimzi: CAs live five years, leaves one
     kafka_extra_sans: tuple[str, ...] = ()  # e.g. external listener names; Kafka only
     release: str = ""  # when set, written Secrets get the label kairn.dev/cluster: <release>
