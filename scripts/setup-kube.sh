@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
 # Builds a local Kubernetes control plane into .tools/bin from the Go module proxy, pinned:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (which
-# devtools/kube runs on its own, without kwokctl). It also writes kwok's default node and pod
-# stages to .tools/share/kwok/stages.yaml.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl. (kwok, the fake
+# kubelets, is built with the other Kubernetes clients by scripts/setup-go-tools.sh.)
 #
 # A binary already at its pinned version is kept, so a second run is quick. Builds run one at
 # a time, niced, with at most KUBE_BUILD_JOBS (default 2) compile jobs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.tools/bin"
-share="$root/.tools/share/kwok"
 mods="$root/tools/go/kube"
-mkdir -p "$bin" "$share"
+mkdir -p "$bin"
 
 KUBE_VERSION=v1.34.4    # also in tools/go/kube/kubernetes/go.mod (staging modules at v0.34.4)
 ETCD_VERSION=v3.6.16    # also in tools/go/kube/etcd/go.mod
-KWOK_VERSION=v0.8.0
 
 jobs=${KUBE_BUILD_JOBS:-2}
 # (-trimpath as in scripts/setup-go-tools.sh: both share the compiled standard library)
@@ -68,28 +65,4 @@ if [ ${#kube_cmds[@]} -gt 0 ]; then
   done
   rmdir "$out"
   echo "built ${kube_cmds[*]} $KUBE_VERSION in $((SECONDS - start))s"
-fi
-
-if ! have kwok "$KWOK_VERSION"; then
-  echo "building kwok $KWOK_VERSION"
-  start=$SECONDS
-  GOBIN="$bin" nice -n 10 go install -p "$jobs" -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  mark kwok "$KWOK_VERSION"
-  echo "built kwok $KWOK_VERSION in $((SECONDS - start))s"
-fi
-
-# kwok run on its own (not through kwokctl) needs its stages in a config file: the same
-# defaults kwokctl uses (node initialize + heartbeat with lease, pod ready/complete/delete).
-if [ "$(cat "$share/.version" 2>/dev/null)" != "$KWOK_VERSION" ]; then
-  src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-  {
-    echo "# kwok $KWOK_VERSION default stages (from sigs.k8s.io/kwok kustomize/stage)"
-    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-      echo "---"
-      cat "$src/kustomize/stage/$f"
-    done
-  } > "$share/stages.yaml.tmp"
-  mv "$share/stages.yaml.tmp" "$share/stages.yaml"
-  echo "$KWOK_VERSION" > "$share/.version"
 fi
