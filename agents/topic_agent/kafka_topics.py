@@ -13,6 +13,7 @@ of the configs are kafka-python's own; only the error codes are read here as wel
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from kafka.admin import ConfigResource, ConfigResourceType
@@ -20,7 +21,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from agents.common.kafka_admin import KafkaAccess
 
 from .diff import TopicState
-from .kafka_errors import NO_ANSWER, UNKNOWN_TOPIC, parse_alter_result
+from .kafka_errors import NO_ANSWER, UNKNOWN_TOPIC, error_name, parse_alter_result
 
 CHUNK = 500  # topics per request
 
@@ -37,6 +38,21 @@ class Answer:
 
 def _answers(names, answered: dict[str, Answer]) -> dict[str, Answer]:
     return {n: answered.get(n, Answer(NO_ANSWER)) for n in names}
+
+
+def _not_usable(topic: dict | None) -> str | None:
+    """Why a topic of a metadata answer cannot be used yet (None: every partition has a
+    leader)."""
+    if topic is None:
+        return "not in the brokers' metadata yet"
+    if topic.get("error_code"):
+        return error_name(topic["error_code"])
+    if not topic.get("partitions"):
+        return "no partitions yet"
+    for p in topic["partitions"]:
+        if p.get("error_code") or p.get("leader_id", -1) < 0:
+            return f"partition {p['partition_index']} has no leader yet"
+    return None
 
 
 def _chunks(items: list, size: int = CHUNK):
@@ -117,10 +133,21 @@ class TopicAdmin:
     def broker_count(self) -> int:
         return len(self.kafka.call("describe_cluster", lambda a: a.describe_cluster())["brokers"])
 
-    def wait_usable(self, names: list[str], timeout_ms: int = 15000) -> None:
-        """Until every partition of ``names`` has a leader in the brokers' metadata; raises
-        KafkaTimeoutError."""
-        self.kafka.call("metadata", lambda a: a.wait_for_topics(names, timeout_ms=timeout_ms))
+    def not_usable(self, names: list[str], timeout_ms: int = 15000) -> dict[str, str]:
+        """Waits, at most ``timeout_ms``, until every partition of ``names`` has a leader in the
+        brokers' metadata; returns the topics that still have none, each with why."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        pending, reasons, delay = list(names), {}, 0.05
+        while pending:
+            topics = self.kafka.call("metadata", lambda a, p=pending: a.describe_topics(p))
+            by_name = {t.get("name"): t for t in topics}
+            reasons = {n: why for n in pending if (why := _not_usable(by_name.get(n)))}
+            pending = sorted(reasons)
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(delay)  # metadata propagates to the brokers on its own
+            delay = min(delay * 2, 1.0)
+        return reasons
 
     # ---- writes ---------------------------------------------------------------------------
     def create(self, request: dict[str, dict]) -> dict[str, Answer]:

@@ -298,14 +298,13 @@ class TopicReconciler:
                     "replicas": it.plan.create["replication_factor"],
                 },
             )
-            if created:
-                # Ready means usable: every partition has a leader in the brokers' metadata
-                try:
-                    self.admin.wait_usable([it.spec.name for it in created])
-                except Errors.KafkaTimeoutError:
-                    for it in created:
-                        batch.out[it.key] = Outcome("pending", requeue_after=1.0)
-                    created = []
+            # Ready means usable: every partition has a leader in the brokers' metadata
+            waiting = self.admin.not_usable([it.spec.name for it in created]) if created else {}
+            for it in created:
+                if it.spec.name in waiting:
+                    log.info("topic not usable yet", name=it.key, why=waiting[it.spec.name])
+                    batch.out[it.key] = Outcome("pending", requeue_after=1.0)
+            created = [it for it in created if it.spec.name not in waiting]
             for it in created:
                 self._ready(it, batch)
             batch.flush()

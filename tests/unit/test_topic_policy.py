@@ -121,3 +121,15 @@ def test_replicas_for_factor_reaches_the_factor_and_keeps_leaders(parts, rf, bro
     changed = moves("t", parts, new)
     assert all(changed[tp] != parts[tp.partition] for tp in changed)
     assert {tp.partition for tp in changed} == {p for p in new if new[p] != parts[p]}
+
+
+def test_a_topic_is_usable_once_every_partition_has_a_leader():
+    from agents.topic_agent.kafka_topics import _not_usable
+
+    led = {"partition_index": 0, "error_code": 0, "leader_id": 1}
+    assert _not_usable({"error_code": 0, "partitions": [led]}) is None
+    assert "metadata" in _not_usable(None)
+    assert _not_usable({"error_code": 5, "partitions": []}) == "LeaderNotAvailableError"
+    assert "no partitions" in _not_usable({"error_code": 0, "partitions": []})
+    leaderless = {"partition_index": 3, "error_code": 0, "leader_id": -1}
+    assert "partition 3" in _not_usable({"error_code": 0, "partitions": [led, leaderless]})
