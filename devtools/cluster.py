@@ -208,8 +208,7 @@ class LocalCluster:
         self.wait_zookeeper_quorum(timeout)
         for p in self.kafka_pods:
             p.start()
-        self.wait_brokers_registered(timeout)
-        self.wait_ready(timeout)
+        self.wait_up(timeout)
         self._write_state()
 
     def stop(self, grace: float = 15.0) -> None:
@@ -223,6 +222,12 @@ class LocalCluster:
     def kill_all(self) -> None:
         for p in self.kafka_pods + self.zk_pods:
             p.kill()
+
+    def wait_up(self, timeout: float = 180.0) -> None:
+        """Every broker registered and every pod Ready. A restarted broker is in ZooKeeper
+        before its listeners accept connections, so registration alone is not enough."""
+        self.wait_brokers_registered(timeout, expected=set(range(self.brokers)))
+        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         pods = [p for p in self.zk_pods + self.kafka_pods if p.containers]

@@ -93,7 +93,7 @@ def test_killed_broker_keeps_its_data_and_rejoins_the_isr(kafka_cluster):
     clients.produce(topic, [f"during-{i}".encode() for i in range(50)], **tls)
 
     broker.start()
-    kafka_cluster.wait_brokers_registered(expected={0, 1, 2})
+    kafka_cluster.wait_up()
     clients.wait_in_sync(kafka_cluster, topic)
     assert {p.name for p in broker.folder.rglob(f"{topic}-*")} == segments_before
     assert len(clients.consume(topic, 100, **tls)) == 100
@@ -120,7 +120,7 @@ def test_acknowledged_message_survives_losing_one_broker(kafka_cluster):
         assert got == [b"precious"]
     finally:
         leader.start()
-        kafka_cluster.wait_brokers_registered(expected={0, 1, 2})
+        kafka_cluster.wait_up()
         clients.wait_in_sync(kafka_cluster, topic)
 
 

@@ -88,7 +88,8 @@ def test_tied_children_receive_sigterm_even_when_the_parent_blocks_it(tmp_path):
 
 
 def test_alive_knows_a_process_by_its_command_line(tmp_path):
-    p = Proc("marked", ["sleep", "300", str(tmp_path)], tmp_path / "log")
+    # the mark is $0 of the shell, which stays the process (sleep would refuse it as a duration)
+    p = Proc("marked", ["sh", "-c", "sleep 300; :", str(tmp_path)], tmp_path / "log")
     p.start()
     try:
         assert alive(p.pid) and alive(p.pid, command_has=str(tmp_path))

@@ -594,7 +594,7 @@ def test_a_broker_down_during_reconcile(core, namespace, kafka_cluster, start_ag
         assert describe(kafka_cluster, new) is None
     finally:
         pod.start()
-        kafka_cluster.wait_brokers_registered(180, expected={0, 1, 2})
+        kafka_cluster.wait_up()
     wait_state(core, namespace, "bd-new", "Ready", timeout=180)
     wait_state(core, namespace, "bd", "Ready")
     wait_until(lambda: describe(kafka_cluster, new)["rf"] == 3, 60, "the new topic with RF 3")

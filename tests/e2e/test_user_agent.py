@@ -678,7 +678,7 @@ def test_the_controller_broker_down_during_reconcile(core, ns, kafka_cluster, st
         wait_for("mia to log in", lambda: can_login(kafka_cluster, "mia", password), timeout=60)
     finally:
         pod.start()
-        kafka_cluster.wait_brokers_registered(180, expected=set(range(kafka_cluster.brokers)))
+        kafka_cluster.wait_up()
 
 
 def test_kafka_refusing_one_user_of_a_batch_leaves_the_others_ready(

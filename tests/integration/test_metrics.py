@@ -154,7 +154,7 @@ def test_under_replicated_partitions_rise_when_a_broker_stops_and_fall_back(kafk
         assert total(live, "kafka_controller_kafkacontroller_offlinepartitionscount") == 0
     finally:
         broker.start()
-        kafka_cluster.wait_brokers_registered(expected={0, 1, 2})
+        kafka_cluster.wait_up()
     wait_until(
         lambda: total(brokers(kafka_cluster), urp) == 0,
         180,
