@@ -153,6 +153,19 @@ DEFS = {
     "stringList": collection("A list of strings", "array", STRING),
     "objectList": collection("A list of objects", "array", OBJECT),
     "port": {"description": "An unprivileged port", **ID, "minimum": 1024, "maximum": 65535},
+    # namespace and prefix are only typed here: the templates (_tenants.tpl) check their rules,
+    # with messages that say what to do, and that hold with --skip-schema-validation too
+    "tenant": closed(
+        "A tenant namespace: its topics and users are confined to a prefix of Kafka names",
+        namespace=STRING,
+        prefix=STRING,
+        quotaCeiling=closed(
+            "The highest quotas a user of the tenant may have",
+            producerByteRate={"type": "number", "exclusiveMinimum": 0},
+            consumerByteRate={"type": "number", "exclusiveMinimum": 0},
+            requestPercentage={"type": "number", "exclusiveMinimum": 0},
+        ),
+    ),
     "interval": {
         "description": "A Prometheus duration, e.g. 30s",
         **STRING,
@@ -246,6 +259,7 @@ def by_path(ports: dict) -> dict:
             "maxLength": 63,
         },
         "metrics.grafanaDashboard.annotations": STRING_MAP,
+        "tenants": {"items": ref("tenant")},
     }
 
 

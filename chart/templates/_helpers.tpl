@@ -209,6 +209,17 @@ even ZooKeeper sizes and bad sizes first; these repeat the important ones for --
 {{- if and $ext.enabled (eq $ext.type "NodePort") (gt (add (int $ext.nodePortBase) (int .Values.kafka.replicas) -1) 32767) -}}
 {{- fail "kafka.listeners.external.nodePortBase + kafka.replicas - 1 exceeds 32767" -}}
 {{- end -}}
+{{- $_ := include "kairn.tenants" . -}}
+{{- end -}}
+
+{{/*
+super.users of the brokers: the brokers' and the agents' identities, unless kafka.config sets
+super.users (merged the way kafka-configmap.yaml merges kafka.config over its defaults).
+*/}}
+{{- define "kairn.kafka.superUsers" -}}
+{{- $root := include "kairn.fullname" . -}}
+{{- $default := dict "super.users" (printf "User:%s-kafka;User:%s-agents" $root $root) -}}
+{{- get (merge (pick (deepCopy .Values.kafka.config) "super.users") $default) "super.users" | toString -}}
 {{- end -}}
 
 {{/* Effective replication settings, clamped to the broker count. */}}
@@ -251,6 +262,27 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
   value: {{ .Values.tls.hostnameVerification | quote }}
 - name: KAIRN_LOG_LEVEL
   value: {{ .Values.agents.logLevel | quote }}
+{{- end -}}
+
+{{/*
+Rules of the agents' Role, the same in the release namespace and in every tenant namespace.
+*/}}
+{{- define "kairn.agents.roleRules" -}}
+# the topic and user ConfigMaps: watch them, write state labels, status and finalizers back
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "update", "patch"]
+# an Event on every change of state
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- if .Values.userAgent.enabled }}
+# user credentials (Secrets named after each user); in the release namespace also the clients CA
+# that signs TLS users
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+{{- end }}
 {{- end -}}
 
 {{/* Volume with the agents identity (Secret <fullname>-agents-cert), mounted at /etc/kairn/tls */}}
