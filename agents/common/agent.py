@@ -14,6 +14,9 @@ A kind subclasses :class:`Agent`, names itself and builds its reconciler::
     def main(argv=None):
         return run_agent("kairn-topic-agent", parser(), TopicAgent, argv)
 
+Tenants: :attr:`Agent.tenancy` (call it) gives the tenant namespaces and their rules as they
+are now; the agent's informers follow the list (:meth:`Agent.namespaced_informers`).
+
 Optional hooks: :meth:`Agent.kafka_factory` (another admin client),
 :meth:`Agent.should_enqueue` (which keys a change queues), :meth:`Agent.started_fields`
 (logged at start), and ``on_start``/``on_stop`` for parts of the kind's own. ``reconciler``
@@ -23,6 +26,7 @@ must have ``reconcile(keys)``; a ``close()`` of it is called at stop.
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Callable
 
 from kubernetes import client
@@ -31,13 +35,22 @@ from .controller import Controller, Outcome
 from .kafka_admin import KafkaAccess
 from .logs import setup_logging
 from .metrics import HealthServer, Metrics
+from .namespaces import NamespacedInformers
 from .settings import DEFAULT_BATCH_SIZE, Settings, base_parser, env, kube_client
 from .status import StatusReporter
+from .tenancy import Tenancy
+from .tenants_source import TenantsSource
 
 
 def agent_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """:func:`settings.base_parser` with the flags every entity agent has (``--batch-size``)."""
     p = base_parser(prog, description)
+    p.add_argument(
+        "--tenants-configmap",
+        default=env("TENANTS_CONFIGMAP"),
+        help="ConfigMap in the agent's namespace listing the tenant namespaces "
+        "[KAIRN_TENANTS_CONFIGMAP] (default: none, the agent's namespace only)",
+    )
     p.add_argument(
         "--batch-size",
         type=int,
@@ -83,6 +96,16 @@ class Agent:
             f"{self.kind}-agent",
             on_written=self.controller.informer.update_cached,
         )
+        self.tenancy = TenantsSource(
+            self.core,
+            settings.cluster,
+            settings.namespace,
+            settings.extra.get("tenants_configmap"),
+            self.metrics,
+            self.reporter,
+            self.tenants_changed,
+            self.kind,
+        )
         self.reconciler = self.build_reconciler()
         self.controller.ready_checks.append(self.kafka.reachable)
         self.server = HealthServer(
@@ -106,6 +129,22 @@ class Agent:
     def started_fields(self) -> dict:
         return {}
 
+    def namespaced_informers(self) -> list[NamespacedInformers]:
+        """Every watch that follows the tenants (the kind's own beside its ConfigMaps')."""
+        return [self.controller.informer]
+
+    def tenants_changed(self, tenancy: Tenancy) -> dict[str, int]:
+        """Watches the new tenants' namespaces, stops watching the removed ones, and
+        reconciles everything again (a prefix may have changed)."""
+        namespaces = [t.namespace for t in tenancy.tenants]
+        left: dict[str, int] = {}
+        for i, informers in enumerate(self.namespaced_informers()):
+            removed = informers.set_namespaces(namespaces)
+            if i == 0:
+                left = removed
+        self.controller.resync()
+        return left
+
     def on_start(self) -> None:
         pass
 
@@ -115,11 +154,15 @@ class Agent:
     # ---- the loop -------------------------------------------------------------------------
     def _reconcile(self, keys: list[str]) -> dict[str, Outcome]:
         out = self.reconciler.reconcile(keys)
-        self.metrics.set_resources(self.reporter.counts())
+        self.metrics.set_resources(self.reporter.counts(), self.controller.informer.namespaces())
         return out
 
     def start(self):
         self.server.start()
+        self._tenants_thread = threading.Thread(
+            target=self.tenancy.run, name=f"{self.kind}-tenants", daemon=True
+        )
+        self._tenants_thread.start()
         self.controller.start()
         self.on_start()
         self.log.info(
@@ -133,6 +176,7 @@ class Agent:
 
     def stop(self) -> None:
         self.on_stop()
+        self.tenancy.stop()
         self.controller.stop()
         self.server.stop()
         self.reporter.close()

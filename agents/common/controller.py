@@ -30,6 +30,7 @@ from kubernetes import client
 from .informer import Informer
 from .logs import get_logger
 from .metrics import Metrics
+from .namespaces import NamespacedInformers
 from .settings import Settings
 from .workqueue import WorkQueue
 
@@ -64,13 +65,19 @@ class Controller:
         self.should_enqueue = should_enqueue
         self.log = get_logger(f"kairn.{agent}-agent")
         selector = f"kairn.dev/cluster={settings.cluster},kairn.dev/type={resource_type}"
-        self.informer = Informer(
-            core,
+        # the agent's namespace, and the tenants' as they are set (set_namespaces)
+        self.informer = NamespacedInformers(
             settings.namespace,
-            selector,
-            self._on_change,
-            metrics=metrics,
-            watch_timeout=watch_timeout,
+            lambda namespace: Informer(
+                core,
+                namespace,
+                selector,
+                self._on_change,
+                metrics=metrics,
+                watch_timeout=watch_timeout,
+                name=f"{agent}-informer",
+                home=settings.namespace,
+            ),
             name=f"{agent}-informer",
         )
         self.ready_checks: list[Callable[[], tuple[bool, str]]] = []

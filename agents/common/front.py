@@ -138,6 +138,17 @@ class Batch:
 Handler = Callable[[list[Entry], Batch], None]
 
 
+def oldest_claim(claimants: list[dict]) -> dict:
+    """Of ConfigMaps that claim the same Kafka name, the one that owns it: the oldest (then by
+    namespace and name, so every agent and every resync picks the same one)."""
+
+    def age(obj: dict) -> tuple[str, str, str]:
+        m = st.meta(obj)
+        return (m.get("creationTimestamp") or "", m.get("namespace") or "", m["name"])
+
+    return min(claimants, key=age)
+
+
 class Front:
     def __init__(
         self,
@@ -186,7 +197,7 @@ class Front:
             namespace, name = split_key(key, self.home)
             obj = self.get(key)
             if obj is None:
-                self.reporter.forget(name)
+                self.reporter.forget(key)
                 batch.done(key)
                 continue
             entry = Entry(key, namespace, name, obj, self.spec_of(obj), st.status_of(obj))
@@ -231,6 +242,6 @@ class Front:
             self.log.warning("deletion not finished", name=entry.key, error=repr(e))
             batch.retry(entry.key)
             return False
-        self.reporter.forget(entry.name)
+        self.reporter.forget(entry.key)
         batch.done(entry.key)
         return True

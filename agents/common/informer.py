@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from kubernetes import client, watch
 
+from .keys import join_key
 from .logs import get_logger
 from .metrics import Metrics
 from .status import STATE_LABEL, STATUS_ANNOTATION
@@ -38,9 +39,11 @@ from .status import STATE_LABEL, STATUS_ANNOTATION
 Handler = Callable[[str, dict | None, dict | None], None]
 
 
-def key_of(obj: dict) -> str:
-    """The cache key of an object: its name (one namespace per informer)."""
-    return obj["metadata"]["name"]
+def key_of(obj: dict, home: str | None = None) -> str:
+    """The cache key of an object: its name when it is in ``home`` (or has no namespace),
+    ``namespace/name`` otherwise (see :mod:`.keys`)."""
+    m = obj["metadata"]
+    return join_key(m.get("namespace"), m["name"], home)
 
 
 def fingerprint(obj: dict | None) -> str | None:
@@ -96,10 +99,13 @@ class Informer:
         max_backoff: float = 30.0,
         name: str = "informer",
         list_fn: Callable | None = None,
+        home: str | None = None,
     ):
         """``list_fn``: the list call to list and watch with (default
-        ``core.list_namespaced_config_map``; e.g. ``core.list_namespaced_secret``)."""
+        ``core.list_namespaced_config_map``; e.g. ``core.list_namespaced_secret``); ``home``:
+        the namespace whose objects have bare-name keys (default ``namespace``)."""
         self.core, self.namespace, self.selector = core, namespace, label_selector
+        self.home = home or namespace
         self._list_fn = list_fn
         self.handler, self.metrics, self.on_synced = handler, metrics, on_synced
         self.watch_timeout, self.page_size, self.max_backoff = watch_timeout, page_size, max_backoff
@@ -114,6 +120,9 @@ class Informer:
         self.synced = threading.Event()
         self.heartbeat = time.monotonic()
         self.lists = 0
+
+    def key_of(self, obj: dict) -> str:
+        return key_of(obj, self.home)
 
     def _lister(self) -> Callable:
         return self._list_fn or self.core.list_namespaced_config_map
@@ -186,7 +195,7 @@ class Informer:
         resourceVersion. The handler is called only when the object differs from the cached
         one in more than what agents write (someone else changed it in between), so that
         change is not lost with the skipped watch event."""
-        key = key_of(obj)
+        key = self.key_of(obj)
         with self._lock:
             old = self._store.get(key)
             if old is not None and _rv(old) >= _rv(obj):
@@ -220,7 +229,7 @@ class Informer:
             cont = md.get("continue")
             if not cont:
                 break
-        fresh = {key_of(o): o for o in items}
+        fresh = {self.key_of(o): o for o in items}
         with self._lock:
             gone = [k for k in self._store if k not in fresh]
         changes = []
@@ -262,7 +271,7 @@ class Informer:
                 continue
             if not isinstance(obj, dict) or "metadata" not in obj:
                 continue
-            key = key_of(obj)
+            key = self.key_of(obj)
             self.resource_version = obj["metadata"].get("resourceVersion", self.resource_version)
             if typ == "DELETED":
                 old = self._put(key, None)
@@ -308,6 +317,15 @@ class Informer:
             if failures:
                 delay = min(self.max_backoff, 0.5 * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
                 self._stop.wait(delay)
+
+    def drop(self) -> list[tuple[str, dict]]:
+        """Empties the cache without calling the handler; returns what it held (for an
+        informer that stops for good)."""
+        with self._lock:
+            held = list(self._store.items())
+            for key, _ in held:
+                self._put(key, None)
+        return held
 
     def stop(self) -> None:
         self._stop.set()

@@ -6,7 +6,10 @@ Metrics live in a :class:`Metrics` object with its own registry, labelled by ``a
 - ``reconciliations_total{agent,result}`` (Counter; result: ready, error, pending, retry)
 - ``reconcile_duration_seconds{agent}`` (Histogram; one observation per reconcile call, which
   may cover a batch of keys)
-- ``resources{agent,state}`` (Gauge; Ready, Error, Pending)
+- ``resources{agent,namespace,state}`` (Gauge; Ready, Error, Pending; per namespace watched)
+- ``tenants{agent}`` (Gauge; tenant namespaces watched) and
+  ``tenant_resources_left{agent,namespace}`` (Gauge; resources of a namespace removed from the
+  tenants, left in Kafka as they are)
 - ``kafka_requests_total{agent,api,result}`` (Counter; result: ok, error)
 - ``watch_restarts_total{agent}`` (Counter), ``queue_depth{agent}`` (Gauge),
   ``last_full_sync_timestamp_seconds{agent}`` (Gauge)
@@ -42,6 +45,7 @@ STATES = ("Ready", "Error", "Pending")
 class Metrics:
     def __init__(self, agent: str, registry: CollectorRegistry | None = None):
         self.agent = agent
+        self._shown_resources: set[tuple[str, str]] = set()
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self._reconciliations = Counter(
@@ -58,7 +62,14 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self._resources = Gauge(
-            "kairn_resources", "Resources by state", ["agent", "state"], registry=r
+            "kairn_resources", "Resources by state", ["agent", "namespace", "state"], registry=r
+        )
+        self._tenants = Gauge("kairn_tenants", "Tenant namespaces watched", ["agent"], registry=r)
+        self._left = Gauge(
+            "kairn_tenant_resources_left",
+            "Resources of a namespace removed from the tenants, left in Kafka as they are",
+            ["agent", "namespace"],
+            registry=r,
         )
         self._kafka = Counter(
             "kairn_kafka_requests_total",
@@ -81,8 +92,7 @@ class Metrics:
             ["agent"],
             registry=r,
         )
-        for s in STATES:
-            self._resources.labels(agent, s).set(0)
+        self._tenants.labels(agent).set(0)
         self._watch_restarts.labels(agent)
         self._queue_depth.labels(agent).set(0)
         self._last_sync.labels(agent).set(0)
@@ -93,9 +103,25 @@ class Metrics:
     def observe_duration(self, seconds: float) -> None:
         self._duration.labels(self.agent).observe(seconds)
 
-    def set_resources(self, counts: dict[str, int]) -> None:
-        for s in STATES:
-            self._resources.labels(self.agent, s).set(counts.get(s, 0))
+    def set_resources(self, counts: dict[tuple[str, str], int], namespaces: list[str]) -> None:
+        """``counts``: (namespace, state) -> resources; every state of every namespace in
+        ``namespaces`` is shown (0 when none), and namespaces no longer watched vanish."""
+        wanted = {(ns, s) for ns in namespaces for s in STATES} | set(counts)
+        for labels in list(self._shown_resources - wanted):
+            self._resources.remove(self.agent, *labels)
+        for ns, s in sorted(wanted):
+            self._resources.labels(self.agent, ns, s).set(counts.get((ns, s), 0))
+        self._shown_resources = wanted
+
+    def set_tenants(self, count: int) -> None:
+        self._tenants.labels(self.agent).set(count)
+
+    def tenant_left(self, namespace: str, resources: int) -> None:
+        self._left.labels(self.agent, namespace).set(resources)
+
+    def tenant_back(self, namespace: str) -> None:
+        with contextlib.suppress(KeyError):
+            self._left.remove(self.agent, namespace)
 
     def kafka_request(self, api: str, ok: bool) -> None:
         self._kafka.labels(self.agent, api, "ok" if ok else "error").inc()

@@ -162,6 +162,7 @@ def kube_client(settings: Settings):
     else:
         config.load_incluster_config()
         api = client.ApiClient()
-    # status writes and Events run from a small thread pool: give it connections
-    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
+    # status writes and Events run from a small thread pool, and each watched namespace holds
+    # a watch: keep that many connections (beyond it, urllib3 opens and discards one per use)
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 128
     return api

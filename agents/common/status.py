@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from kubernetes import client
 
+from .keys import join_key, split_key
 from .logs import get_logger
 
 STATE_LABEL = "kairn.dev/state"
@@ -84,23 +85,30 @@ class StatusReporter:
         instance: str | None = None,
         on_written=None,
     ):
-        """``on_written(obj)`` receives each object as the API server returned it after a
-        status write (e.g. ``Informer.update_cached``), so the next reconcile sees it."""
+        """``namespace``: the agent's own (the home of bare keys); each status and Event is
+        written in its object's namespace. ``on_written(obj)`` receives each object as the
+        API server returned it after a status write (e.g. ``Informer.update_cached``), so the
+        next reconcile sees it."""
         self.core, self.namespace, self.component = core, namespace, component
         self.on_written = on_written
         self.instance = instance or component
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status")
-        self._written: dict[str, dict] = {}  # name -> last status written by this process
-        self.states: dict[str, str] = {}  # name -> state, for the kairn_resources gauge
+        self._written: dict[str, dict] = {}  # key -> last status written by this process
+        self.states: dict[str, str] = {}  # key -> state, for the kairn_resources gauge
 
-    def forget(self, name: str) -> None:
-        self._written.pop(name, None)
-        self.states.pop(name, None)
+    def key(self, obj: dict) -> str:
+        return join_key(meta(obj).get("namespace"), meta(obj)["name"], self.namespace)
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s in self.states.values():
-            out[s] = out.get(s, 0) + 1
+    def forget(self, key: str) -> None:
+        self._written.pop(key, None)
+        self.states.pop(key, None)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(namespace, state) -> resources."""
+        out: dict[tuple[str, str], int] = {}
+        for key, s in self.states.items():
+            ns = split_key(key, self.namespace)[0] or self.namespace
+            out[ns, s] = out.get((ns, s), 0) + 1
         return out
 
     def report(
@@ -114,7 +122,8 @@ class StatusReporter:
     ) -> bool:
         """Writes the status of ``obj`` unless it already says the same; returns whether it
         wrote. An Event is created when the state (or an Error's message) changes."""
-        name = meta(obj)["name"]
+        name, key = meta(obj)["name"], self.key(obj)
+        namespace = meta(obj).get("namespace") or self.namespace
         message = message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
         new = {
             "state": state,
@@ -123,10 +132,10 @@ class StatusReporter:
             "specHash": spec_hash,
             **(extra or {}),
         }
-        self.states[name] = state
-        previous = self._written.get(name) or status_of(obj)
+        self.states[key] = state
+        previous = self._written.get(key) or status_of(obj)
         if _comparable(previous) == new and labels(obj).get(STATE_LABEL) == state:
-            self._written[name] = previous
+            self._written[key] = previous
             return False
         new["time"] = now_iso()
         body = {
@@ -137,17 +146,17 @@ class StatusReporter:
         }
         try:
             resp = self.core.patch_namespaced_config_map(
-                name, self.namespace, body, _preload_content=False
+                name, namespace, body, _preload_content=False
             )
             written = json.loads(resp.data)  # (read even when unused: frees the connection)
             if self.on_written is not None:
                 self.on_written(written)
         except client.ApiException as e:
             if e.status == 404:
-                self.forget(name)
+                self.forget(key)
                 return False
             raise
-        self._written[name] = new
+        self._written[key] = new
         changed = previous.get("state") != state or (
             state == ERROR and previous.get("message") != message
         )
@@ -174,14 +183,15 @@ class StatusReporter:
     def event(self, obj: dict, reason: str, message: str, warning: bool = False) -> None:
         """Creates a Kubernetes Event about ``obj`` (failures are logged, not raised)."""
         m = meta(obj)
+        namespace = m.get("namespace") or self.namespace
         ts = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         body = {
-            "metadata": {"generateName": f"{m['name']}.", "namespace": self.namespace},
+            "metadata": {"generateName": f"{m['name']}.", "namespace": namespace},
             "involvedObject": {
                 "kind": "ConfigMap",
                 "apiVersion": "v1",
                 "name": m["name"],
-                "namespace": self.namespace,
+                "namespace": namespace,
                 "uid": m.get("uid"),
                 "resourceVersion": m.get("resourceVersion"),
             },
@@ -196,7 +206,7 @@ class StatusReporter:
             "reportingInstance": self.instance,
         }
         try:
-            resp = self.core.create_namespaced_event(self.namespace, body, _preload_content=False)
+            resp = self.core.create_namespaced_event(namespace, body, _preload_content=False)
             # read to the end: only then does the connection go back to the pool (a response
             # left unread keeps it, and the next request pays for a new TLS handshake)
             resp.drain_conn()

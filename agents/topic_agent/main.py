@@ -7,7 +7,7 @@ import sys
 
 from agents.common.agent import Agent, agent_parser, extra_int
 from agents.common.cli import run_agent
-from agents.common.informer import Informer, key_of
+from agents.common.informer import Informer
 from agents.common.settings import DEFAULT_THROTTLE_BYTES, bool_arg, env
 
 from .reconciler import TopicReconciler, claimed_topics
@@ -72,19 +72,19 @@ class TopicAgent(Agent):
             kafka_timeout_ms=self.settings.kafka_timeout_ms,
             expected_brokers=ex.get("brokers"),
             namespace=self.settings.namespace,
+            tenancy=self.tenancy,
         )
 
     def should_enqueue(self, key, old, new) -> list[str]:
         if not Informer.changed(old, new):
             return []
         keys = {key}
+        informer = self.controller.informer
         # a change of one claimant of a topic may decide a conflict for the others
         for obj in (old, new):
             if obj is not None:
                 for topic in claimed_topics(obj):
-                    keys.update(
-                        key_of(o) for o in self.controller.informer.by_index("topic", topic)
-                    )
+                    keys.update(informer.key_of(o) for o in informer.by_index("topic", topic))
         return sorted(keys)
 
     def started_fields(self) -> dict:

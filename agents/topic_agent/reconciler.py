@@ -27,13 +27,14 @@ from kafka.admin import AlterConfigOp
 
 from agents.common import status as st
 from agents.common.controller import Outcome
-from agents.common.front import Batch, Entry, Front
+from agents.common.front import Batch, Entry, Front, oldest_claim
 from agents.common.kafka_admin import KafkaAccess
 from agents.common.logs import get_logger
 from agents.common.reassignment import Reassignments
 from agents.common.settings import DEFAULT_THROTTLE_BYTES
 from agents.common.spec_base import spec_reader
 from agents.common.status import ERROR, PENDING, READY, StatusReporter
+from agents.common.tenancy import Tenancy, topic_refusal
 
 from .diff import Plan, TopicState, applied, plan
 from .internal import internal_reason
@@ -65,11 +66,6 @@ def claimed_topics(obj: dict) -> list[str]:
     return sorted(names)
 
 
-def _age(obj: dict) -> tuple[str, str]:
-    m = st.meta(obj)
-    return (m.get("creationTimestamp") or "", m["name"])
-
-
 @dataclass
 class Item:
     key: str
@@ -94,8 +90,11 @@ class TopicReconciler:
         kafka_timeout_ms: int = 30000,
         expected_brokers: int | None = None,
         namespace: str | None = None,
+        tenancy: Callable[[], Tenancy] | None = None,
     ):
+        """``tenancy()``: the tenants as they are now (None: the agent's namespace only)."""
         self.reporter, self.core = reporter, core
+        self.tenancy = tenancy or (lambda: Tenancy(namespace or ""))
         self.by_topic = by_topic
         self.delete_topics, self.default_replicas = delete_topics, default_replicas
         self.expected_brokers = expected_brokers
@@ -126,18 +125,31 @@ class TopicReconciler:
 
     def owner_of(self, topic: str) -> dict | None:
         claimants = self.by_topic(topic)
-        return min(claimants, key=_age) if claimants else None
+        return oldest_claim(claimants) if claimants else None
+
+    def _owned_by_other(self, topic: str, e: Entry) -> str | None:
+        """``namespace/name`` of the older ConfigMap that owns ``topic``, if not ``e``."""
+        owner = self.owner_of(topic)
+        if owner is None:
+            return None
+        m = st.meta(owner)
+        if (m.get("namespace") or self.front.home, m["name"]) == (e.namespace, e.name):
+            return None
+        return f"{m.get('namespace')}/{m['name']}"
 
     def reconcile(self, keys: list[str]) -> dict[str, Outcome]:
         return self.front.reconcile(keys, refuse=self._refuse, delete=self._delete, sync=self._sync)
 
     def _refuse(self, e: Entry) -> tuple[str, str] | None:
-        owner = self.owner_of(e.spec.name)
-        if owner is not None and st.meta(owner)["name"] != e.name:
+        refusal = topic_refusal(self.tenancy().tenant_of(e.namespace), e.spec.name)
+        if refusal is not None:
+            return refusal
+        owner = self._owned_by_other(e.spec.name, e)
+        if owner is not None:
             return (
                 "TopicConflict",
-                f"topic {e.spec.name} is already declared by ConfigMap "
-                f"{st.meta(owner)['name']} (older); remove one of the two",
+                f"topic {e.spec.name} is already declared by ConfigMap {owner} (older); "
+                "remove one of the two",
             )
         created = e.prev.get("topicName")
         if created and created != e.spec.name:
@@ -151,12 +163,14 @@ class TopicReconciler:
     # ---- deletion -------------------------------------------------------------------------
     def _topic_to_delete(self, e: Entry) -> str | None:
         """The topic a deleted ConfigMap takes with it: none unless deletion is enabled, the
-        ConfigMap owns the topic and it is not one of Kafka's own."""
+        ConfigMap owns the topic, it is not one of Kafka's own and, from a tenant, it is under
+        the tenant's prefix."""
         topic = e.prev.get("topicName") or (e.spec.name if isinstance(e.spec, TopicSpec) else None)
         if not topic or e.paused or not self.deletion_enabled(e.obj) or internal_reason(topic):
             return None
-        owner = self.owner_of(topic)
-        return topic if owner is None or st.meta(owner)["name"] == e.name else None
+        if topic_refusal(self.tenancy().tenant_of(e.namespace), topic) is not None:
+            return None
+        return topic if self._owned_by_other(topic, e) is None else None
 
     def _delete(self, entries: list[Entry], batch: Batch) -> None:
         topics = {e.key: self._topic_to_delete(e) for e in entries}

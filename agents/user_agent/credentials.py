@@ -3,9 +3,12 @@
 The Secret is named after the user and laid out as Strimzi lays it out:
 
 - SCRAM-SHA-512: ``password`` and ``sasl.jaas.config``;
-- TLS: ``ca.crt`` (the clients CA), ``user.crt``, ``user.key`` (PKCS#8 PEM), ``user.p12``
-  (a PKCS#12 keystore with the key, the certificate and the CA) and ``user.password``
-  (the keystore's password).
+- TLS: ``user.crt``, ``user.key`` (PKCS#8 PEM), ``user.p12`` (a PKCS#12 keystore with the
+  key, the certificate and the clients CA), ``user.password`` (the keystore's password) and
+  ``clients-ca.crt`` (the clients CA, which Strimzi calls ``ca.crt``);
+- both: ``ca.crt``, the cluster CA that signs the brokers, so that a client (a tenant's in
+  its own namespace too) needs nothing else to connect. Strimzi puts the clients CA there for
+  TLS users; a client has no use for it, and one key for the truststore serves both kinds.
 
 It carries the labels ``kairn.dev/cluster`` and ``kairn.dev/user`` and an owner reference to
 its ConfigMap (so Kubernetes removes it with the ConfigMap); a Secret without that owner
@@ -60,9 +63,12 @@ def unb64(value: str | None) -> bytes | None:
         return None
 
 
-def scram_data(user: str, password: str) -> dict[str, str]:
+def scram_data(user: str, password: str, cluster_ca: bytes | None = None) -> dict[str, str]:
     """The ``data`` of a SCRAM user's Secret (base64 values)."""
-    return {"password": b64(password), "sasl.jaas.config": b64(jaas_config(user, password))}
+    data = {"password": b64(password), "sasl.jaas.config": b64(jaas_config(user, password))}
+    if cluster_ca:
+        data["ca.crt"] = b64(cluster_ca)
+    return data
 
 
 def secret_password(secret: dict | None) -> str | None:
@@ -94,12 +100,19 @@ def tls_data(ca: ClientsCa, user: str, now: datetime, days: int) -> dict[str, st
     pair = pki.issue_leaf(ca.signer, user, [], [], now, days)
     password = pki.new_password()
     return {
-        "ca.crt": b64(ca.bundle),
         "user.crt": b64(pki.cert_pem(pair.cert)),
         "user.key": b64(pki.key_pem(pair.key)),
         "user.p12": b64(pki.keystore_p12(user, pair, [ca.signer.cert], password)),
         "user.password": b64(password),
     }
+
+
+def ca_data(ca: ClientsCa, cluster_ca: bytes | None) -> dict[str, str]:
+    """The CA bundles of a TLS user's Secret."""
+    data = {"clients-ca.crt": b64(ca.bundle)}
+    if cluster_ca:
+        data["ca.crt"] = b64(cluster_ca)
+    return data
 
 
 def tls_renewal_reason(

@@ -14,6 +14,7 @@ from agents.common.agent import Agent, agent_parser, extra_int
 from agents.common.cli import run_agent
 from agents.common.informer import Informer
 from agents.common.kafka_admin import client_kwargs
+from agents.common.namespaces import NamespacedInformers
 from agents.common.settings import (
     DEFAULT_CERT_RENEWAL_DAYS,
     DEFAULT_CERT_VALIDITY_DAYS,
@@ -47,6 +48,12 @@ def parser():
         default=env("CLIENTS_CA_SECRET"),
         help="Secret holding the clients CA key (ca.key) [KAIRN_CLIENTS_CA_SECRET] "
         "(default <fullname>-clients-ca)",
+    )
+    a(
+        "--super-users",
+        default=env("SUPER_USERS", ""),
+        help="the brokers' super.users (User:a;User:b) [KAIRN_SUPER_USERS]: no ConfigMap may "
+        "declare one of them",
     )
     a(
         "--cert-validity-days",
@@ -87,14 +94,19 @@ class UserAgent(Agent):
         # the network client runs on the reconcile thread: a busy machine makes it warn about
         # slow event-loop tasks, which says nothing about Kafka
         logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
-        self.secret_informer = Informer(
-            self.core,
+        self.secret_informer = NamespacedInformers(
             settings.namespace,
-            f"kairn.dev/cluster={settings.cluster},{USER_LABEL}",
-            self._on_secret,
-            metrics=self.metrics,
+            lambda namespace: Informer(
+                self.core,
+                namespace,
+                f"kairn.dev/cluster={settings.cluster},{USER_LABEL}",
+                self._on_secret,
+                metrics=self.metrics,
+                name="user-secret-informer",
+                list_fn=self.core.list_namespaced_secret,
+                home=settings.namespace,
+            ),
             name="user-secret-informer",
-            list_fn=self.core.list_namespaced_secret,
         )
         self._secret_thread: threading.Thread | None = None
 
@@ -105,6 +117,9 @@ class UserAgent(Agent):
 
     def build_reconciler(self) -> UserReconciler:
         ex = self.settings.extra
+        informer = self.controller.informer
+        informer.add_index("user", lambda obj: [obj["metadata"]["name"]])
+        super_users = tuple(p.strip() for p in (ex.get("super_users") or "").split(";"))
         return UserReconciler(
             self.kafka,
             self.reporter,
@@ -117,7 +132,22 @@ class UserAgent(Agent):
             clients_ca_secret=ex.get("clients_ca_secret"),
             cert_validity_days=self.validity_days,
             cert_renewal_days=self.renewal_days,
+            tenancy=self.tenancy,
+            claimants=lambda user: informer.by_index("user", user),
+            super_users=tuple(p for p in super_users if p),
+            cluster_ca_file=self.settings.tls_ca_file,
         )
+
+    def should_enqueue(self, key, old, new) -> list[str]:
+        if not Informer.changed(old, new):
+            return []
+        informer = self.controller.informer
+        # a change of one claimant of a user name may decide a conflict for the others
+        name = (old or new or {})["metadata"]["name"]
+        return sorted({key, *(informer.key_of(o) for o in informer.by_index("user", name))})
+
+    def namespaced_informers(self) -> list[NamespacedInformers]:
+        return [self.controller.informer, self.secret_informer]
 
     def _on_secret(self, key: str, old: dict | None, new: dict | None) -> None:
         if not self.secret_informer.synced.is_set():

@@ -75,12 +75,14 @@ class KafkaView:
 
 @dataclass(frozen=True)
 class Issuing:
-    """How TLS certificates are issued, and the Secrets' cluster label."""
+    """How TLS certificates are issued, the Secrets' cluster label, and the cluster CA every
+    Secret carries as ``ca.crt`` (what a client trusts the brokers by; None: not known)."""
 
     cluster: str
     validity_days: int
     renewal_days: int
     now: datetime
+    cluster_ca: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def plan_user(
         edited = cred.edited_by_others(current)
         plan["password"] = chosen
         plan["upsert"] = not has_scram or edited or chosen != cred.secret_password(current)
-        data = cred.scram_data(spec.name, chosen)
+        data = cred.scram_data(spec.name, chosen, issuing.cluster_ca)
     elif spec.auth == TLS:
         if isinstance(ca, Refused) or ca is None:
             raise ca or Refused("ClientsCaMissing", "the clients CA was not read")
@@ -152,7 +154,8 @@ def plan_user(
             plan["renewed"] = reason
             data = cred.tls_data(ca, spec.name, issuing.now, issuing.validity_days)
         else:
-            data = {**existing, "ca.crt": cred.b64(ca.bundle)}
+            data = dict(existing)
+        data.update(cred.ca_data(ca, issuing.cluster_ca))
     plan["delete_scram"] = spec.auth != SCRAM and has_scram
     if data is not None:
         body = cred.secret_body(

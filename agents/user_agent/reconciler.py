@@ -30,11 +30,12 @@ from kubernetes import client
 
 from agents.common import status as st
 from agents.common.controller import Outcome
-from agents.common.front import Batch, Entry, Front
+from agents.common.front import Batch, Entry, Front, oldest_claim
 from agents.common.kafka_admin import KafkaAccess
 from agents.common.logs import get_logger
 from agents.common.settings import DEFAULT_CERT_RENEWAL_DAYS, DEFAULT_CERT_VALIDITY_DAYS
 from agents.common.status import StatusReporter
+from agents.common.tenancy import Tenancy, user_refusal
 
 from . import credentials as cred
 from .plan import Issuing, quota_removals, removal_failures
@@ -61,7 +62,15 @@ class UserReconciler:
         cert_renewal_days: int = DEFAULT_CERT_RENEWAL_DAYS,
         workers: int = 8,
         now: Callable = cred.now_utc,
+        tenancy: Callable[[], Tenancy] | None = None,
+        claimants: Callable[[str], list[dict]] | None = None,
+        super_users: tuple[str, ...] = (),
+        cluster_ca_file: str | None = None,
     ):
+        """``tenancy()``: the tenants as they are now; ``claimants(user)``: the ConfigMaps of
+        every watched namespace that declare ``user`` (the oldest owns it); ``super_users``:
+        Kafka's super.users principals; ``cluster_ca_file``: the cluster CA every Secret
+        carries as ``ca.crt``."""
         self.kafka, self.core = kafka, core
         self.cluster, self.namespace = cluster, namespace
         self.fullname = fullname or cluster
@@ -85,6 +94,11 @@ class UserReconciler:
         )
         # super users by certificate: a user of that name would be one too
         self.reserved = {f"{self.fullname}-kafka", f"{self.fullname}-agents"}
+        self.super_users = tuple(super_users)
+        self.reserved.update(p.removeprefix("User:") for p in self.super_users)
+        self.tenancy = tenancy or (lambda: Tenancy(namespace))
+        self.claimants = claimants or (lambda user: [])
+        self.cluster_ca_file = cluster_ca_file
         self._phases: dict[str, float] = {}
         self._last = 0.0
 
@@ -116,16 +130,59 @@ class UserReconciler:
         return out
 
     def _refuse(self, entry: Entry) -> tuple[str, str] | None:
-        if entry.spec.name in self.reserved:
+        spec = entry.spec
+        if spec.name in self.reserved:
             return (
                 "ReservedUserName",
-                f"{entry.spec.name} is the identity of the brokers or the agents (a super "
-                "user); choose another user name",
+                f"{spec.name} is the identity of the brokers or the agents, or a super user; "
+                "choose another user name",
+            )
+        tenant = self.tenancy().tenant_of(entry.namespace)
+        refusal = user_refusal(tenant, spec.name, spec.acls, spec.quotas, self.super_users)
+        if refusal is not None:
+            return refusal
+        owner = self._owned_by_other(entry)
+        if owner is not None:
+            return (
+                "UserConflict",
+                f"user {spec.name} is already declared by ConfigMap {owner} (older); a "
+                "principal has one owner: remove one of the two",
             )
         return None
 
+    def _owned_by_other(self, entry: Entry) -> str | None:
+        """``namespace/name`` of the older ConfigMap of another namespace that declares the
+        same user as ``entry``, if any."""
+        claimants = self.claimants(entry.name)
+        if not claimants:
+            return None
+        m = st.meta(oldest_claim(claimants))
+        if (m.get("namespace") or self.namespace) == (entry.namespace or self.namespace):
+            return None
+        return f"{m.get('namespace')}/{m['name']}"
+
+    def _may_remove(self, entry: Entry) -> bool:
+        """Whether deleting ``entry`` may take its user out of Kafka: not paused, owning the
+        principal, not a reserved name and, from a tenant, under the tenant's prefix."""
+        if entry.paused or entry.name in self.reserved or self._owned_by_other(entry):
+            return False
+        tenant = self.tenancy().tenant_of(entry.namespace)
+        return tenant is None or entry.name.startswith(tenant.prefix)
+
     def _issuing(self) -> Issuing:
-        return Issuing(self.cluster, self.validity_days, self.renewal_days, self.now())
+        return Issuing(
+            self.cluster, self.validity_days, self.renewal_days, self.now(), self._cluster_ca()
+        )
+
+    def _cluster_ca(self) -> bytes | None:
+        if not self.cluster_ca_file:
+            return None
+        try:
+            with open(self.cluster_ca_file, "rb") as f:
+                return f.read() or None
+        except OSError as e:
+            log.warning("cluster CA not read", file=self.cluster_ca_file, error=repr(e))
+            return None
 
     def _sync(self, entries: list[Entry], batch: Batch) -> None:
         self._mark("parse")
@@ -138,7 +195,7 @@ class UserReconciler:
 
     # ---- deletion -------------------------------------------------------------------------
     def _delete(self, entries: list[Entry], batch: Batch) -> None:
-        active = [e for e in entries if not e.paused]
+        active = [e for e in entries if self._may_remove(e)]
         users = [e.name for e in active]
         failed = self._remove_from_kafka(users) if users else {}
         for e in entries:
@@ -149,7 +206,7 @@ class UserReconciler:
             ref = (e.namespace or self.namespace, e.name)
             uid = st.meta(e.obj).get("uid")
             cleanup = lambda ref=ref, uid=uid: self.secrets.delete_owned(ref, uid)  # noqa: E731
-            if self.front.release(batch, e, cleanup) and not e.paused:
+            if self.front.release(batch, e, cleanup) and e in active:
                 log.info("user removed", name=e.key, user=e.name)
         self._mark("other")
 

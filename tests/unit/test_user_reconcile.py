@@ -237,8 +237,8 @@ def test_force_renew_not_cleared_is_retried_not_ready(world):
     assert "a" not in reporter.written
     core.failing_patches = set()
     assert outcomes(rec, ["a"]) == {"a": "ready"}
-    assert set(core.secrets["a"]["data"]) == {
-        "ca.crt",
+    assert set(core.secrets["a"]["data"]) == {  # (no cluster CA file here: no ca.crt)
+        "clients-ca.crt",
         "user.crt",
         "user.key",
         "user.p12",

@@ -284,7 +284,12 @@ def clients_ca():
 def test_tls_material_and_renewal(clients_ca):
     ca, now = clients_ca
     data = cred.tls_data(ca, "bob", now, 365)
-    assert set(data) == {"ca.crt", "user.crt", "user.key", "user.p12", "user.password"}
+    assert set(data) == {"user.crt", "user.key", "user.p12", "user.password"}
+    cluster_ca = b"-----BEGIN CERTIFICATE-----cluster"
+    assert cred.ca_data(ca, cluster_ca) == {
+        "clients-ca.crt": cred.b64(ca.bundle),
+        "ca.crt": cred.b64(cluster_ca),
+    }
     cert = pki.load_certs(base64.b64decode(data["user.crt"]))[0]
     assert pki.common_name(cert) == "bob" and pki.signed_by(cert, ca.signer.cert)
     key, certs = pki.load_p12(
