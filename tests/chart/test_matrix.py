@@ -16,6 +16,7 @@ from tests.chart.helpers import (
     HELMS,
     KUBE_VERSIONS,
     MATRIX,
+    NAMESPACE,
     find,
     render,
     run,
@@ -107,3 +108,18 @@ def test_optional_parts_follow_their_flags():
         for c in d["spec"]["template"]["spec"].get("containers", [])
     }
     assert images and all(i.startswith("registry.example.com/") for i in images)
+
+
+def test_the_tenants_case_reaches_the_tenant_namespaces():
+    """chart/ci/tenants.yaml: the agents' Role and RoleBinding in each tenant namespace, and
+    nothing else outside the release namespace."""
+    outside = sorted(
+        (d["metadata"]["namespace"], d["kind"], d["metadata"]["name"])
+        for d in render("helm3", "tenants")
+        if d["metadata"].get("namespace", NAMESPACE) != NAMESPACE
+    )
+    assert outside == [
+        (ns, kind, "kairn-agents")
+        for ns in ("payments", "team-a")
+        for kind in ("Role", "RoleBinding")
+    ]
