@@ -1,9 +1,11 @@
 # kairn: one image for the entity agents, the upgrade hooks, the TLS sidecar (stunnel) and the
 # Prometheus JMX exporter java agent that brokers and ZooKeeper load (/opt/kairn/jmx).
-# Build from the repository root: docker build -t kairn/kairn:0.1.0 .
+# Build from the repository root: docker build -t kairn/kairn:0.1.0 .  (`make image` builds it
+# with podman, on a stand-in for this base where no registry serves it: scripts/image-build.sh)
+ARG PYTHON_BASE=python:3.11.14-slim-bookworm
 
 # ---- build: a wheel of the agents package and a virtualenv with the pinned runtime deps ----
-FROM python:3.11.14-slim-bookworm AS build
+FROM ${PYTHON_BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -26,12 +28,12 @@ RUN /opt/kairn/bin/pip install --only-binary=:all: setuptools==80.9.0 \
 # ---- jmx: the Prometheus JMX exporter java agent, resolved by Maven from tools/jmx/pom.xml (the
 # pin `make setup` uses too). The chart copies it into Kafka and ZooKeeper pods with an init
 # container, since the Kafka image lacks it. Maven and its JDK stay in this stage.
-FROM python:3.11.14-slim-bookworm AS jmx
+FROM ${PYTHON_BASE} AS jmx
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # the JDK's post-install step needs the man folder that slim images leave out
 RUN mkdir -p /usr/share/man/man1 \
     && apt-get update \
-    && apt-get install -y --no-install-recommends maven=3.8.7-1 \
+    && apt-get install -y --no-install-recommends 'maven=3.8.7-1*' \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY tools/jmx/pom.xml ./
@@ -40,7 +42,7 @@ RUN mvn -q -B dependency:copy-dependencies -DoutputDirectory=/jmx -DincludeScope
     && test -f /jmx/jmx_prometheus_javaagent.jar
 
 # ---- final: Python runtime, stunnel from Debian, the virtualenv; no compilers, no pip ----
-FROM python:3.11.14-slim-bookworm
+FROM ${PYTHON_BASE}
 # No HEALTHCHECK: the image runs several commands and Kubernetes probes each of them (the chart).
 # checkov:skip=CKV_DOCKER_2: health is checked by Kubernetes probes per command, see the chart
 LABEL org.opencontainers.image.title="kairn" \
@@ -50,8 +52,15 @@ ENV PATH=/opt/kairn/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Debian packages are pinned to their upstream version and Debian revision; the security
+# suffix (+deb12uN) is left open because Debian's archive serves only the newest one, so an
+# exact pin stops building at the next security update (no snapshot archive is reachable from
+# where this is built). The versions each build got are in its SBOM (scripts/image-sbom.sh).
+# stunnel4 needs a sysusers provider: the standalone one, or apt brings all of systemd.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends stunnel4=3:5.68-2+deb12u1 \
+    && apt-get install -y --no-install-recommends 'stunnel4=3:5.68-2+deb12u*' \
+       'systemd-standalone-sysusers=252.*' \
+    && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 kairn \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \

@@ -9,9 +9,9 @@ STAMP   := .tools/.setup-done
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.venv/bin:$(PATH)
 
 SETUP_INPUTS := requirements.txt constraints.txt pyproject.toml tools/kafka/pom.xml tools/jmx/pom.xml \
-                $(wildcard tools/go/*/go.mod tools/go/kube/*/go.mod) $(wildcard scripts/setup-*.sh) tools/checkov-constraints.txt
+                $(wildcard tools/go/*/go.mod tools/go/kube/*/go.mod) $(wildcard scripts/setup-*.sh) tools/checkov-constraints.txt Dockerfile
 
-.PHONY: help setup test test-unit test-devtools test-chart test-integration test-e2e cluster-up cluster-down lint up down bench lock
+.PHONY: help setup test test-unit test-devtools test-chart test-image test-integration test-e2e image cluster-up cluster-down lint up down bench lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,11 +36,17 @@ test-devtools: $(STAMP) ## the test support code: harness, local control plane, 
 test-chart: $(STAMP) ## helm-unittest, values matrix with Helm 3 and 4, schemas, checkov
 	@scripts/run-tests.sh chart
 
+test-image: $(STAMP) ## the kairn image run as the chart runs it (builds it first when needed)
+	@scripts/run-tests.sh image
+
 test-integration: $(STAMP) ## against a real TLS ZooKeeper + 3-broker Kafka cluster
 	@scripts/run-tests.sh integration
 
 test-e2e: $(STAMP) ## against a real local Kubernetes control plane (and the real Kafka cluster)
 	@scripts/run-tests.sh e2e
+
+image: $(STAMP) ## build the kairn image docker.io/kairn/kairn:<chart version> with podman, and its SBOM
+	@scripts/image-build.sh
 
 cluster-up: $(STAMP) ## start the local Kubernetes control plane in .run/kube (kubeconfig printed)
 	@$(PY) -m devtools.kube up .run/kube
