@@ -142,6 +142,9 @@ class Agent:
             removed = informers.set_namespaces(namespaces)
             if i == 0:
                 left = removed
+        for ns in left:
+            self.reporter.forget_namespace(ns)
+        self.metrics.set_resources(self.reporter.counts(), self.controller.informer.namespaces())
         self.controller.resync()
         return left
 

@@ -103,6 +103,11 @@ class StatusReporter:
         self._written.pop(key, None)
         self.states.pop(key, None)
 
+    def forget_namespace(self, namespace: str) -> None:
+        """Forgets every resource of ``namespace`` (no longer watched)."""
+        for key in [k for k in self.states if split_key(k, self.namespace)[0] == namespace]:
+            self.forget(key)
+
     def counts(self) -> dict[tuple[str, str], int]:
         """(namespace, state) -> resources."""
         out: dict[tuple[str, str], int] = {}

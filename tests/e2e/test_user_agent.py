@@ -335,9 +335,17 @@ def test_tls_user_connects_with_its_secret_and_force_renew(
     st = wait_state(core, ns, "dave", "Ready")
     assert st["certificateExpires"]
     data = secret_data(core, ns, "dave")
-    assert set(data) == {"ca.crt", "user.crt", "user.key", "user.p12", "user.password"}
+    assert set(data) == {
+        "ca.crt",
+        "clients-ca.crt",
+        "user.crt",
+        "user.key",
+        "user.p12",
+        "user.password",
+    }
     clients_ca = (kafka_cluster.secret_dir(CA_CERT_SECRET) / "ca.crt").read_bytes()
-    assert data["ca.crt"] == clients_ca
+    assert data["clients-ca.crt"] == clients_ca
+    assert data["ca.crt"] == kafka_cluster.cluster_ca_file.read_bytes()  # what clients trust
     cert = pki.load_certs(data["user.crt"])[0]
     assert pki.common_name(cert) == "dave"
     key, _ = pki.load_p12(data["user.p12"], data["user.password"])
