@@ -241,7 +241,7 @@ def main() -> int:
         proc, sampler, started = start("cold")
         progress = Progress(core, n, started)
         progress.start()
-        gauge = 'agent="topic",state="Ready"'
+        gauge = f'agent="topic",namespace="{NS}",state="Ready"'
         wait(
             proc,
             started,

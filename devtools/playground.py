@@ -4,8 +4,9 @@
 process-backed nodes (devtools/kube/node.py) detached from the shell, and runs
 ``helm install`` of the chart: the PKI hook creates the certificates, and real ZooKeeper nodes
 behind TLS sidecars, three Kafka brokers and the topic and user agents run as local processes.
-It then declares a demo user through a ConfigMap, writes client property files, kubectl/helm
-and Kafka tool wrappers into .run/playground/, and prints how to use them. ``down`` stops it
+It then declares a demo user through a ConfigMap, and a topic and a user from a tenant
+namespace (``team-a``, prefix ``team-a.``), writes client property files, kubectl/helm and Kafka
+tool wrappers into .run/playground/, and prints how to use them. ``down`` stops it
 all. Running ``up`` twice is harmless.
 """
 
@@ -34,6 +35,8 @@ KUBE_DIR = HOME / "kube"
 BIN = TOOLS / "bin"
 RELEASE, NAMESPACE = "kairn", "kafka"
 DEMO_USER = "demo"
+TENANT = "team-a"  # a tenant namespace: its topics and users are named under "team-a."
+TENANT_TOPIC, TENANT_USER = f"{TENANT}.events", f"{TENANT}.app"
 BOOTSTRAP = f"{RELEASE}-kafka-bootstrap.{NAMESPACE}.svc.cluster.local"
 
 # command name -> Kafka main class (Kafka 3.9's own tools, from the jars `make setup` fetched)
@@ -96,7 +99,9 @@ def up() -> int:
         cp.start()
         print(f"helm install {RELEASE} chart/ -n {NAMESPACE} ...", flush=True)
         values = HOME / "values.yaml"
-        values.write_text(yaml.safe_dump(HARNESS_VALUES))
+        values.write_text(yaml.safe_dump({**HARNESS_VALUES, "tenants": [{"namespace": TENANT}]}))
+        # a tenant's namespace exists before the release that lists it
+        _run(str(BIN / "kubectl"), "create", "namespace", TENANT)
         _run(
             str(BIN / "helm"), "install", RELEASE, str(ROOT / "chart"),
             "--namespace", NAMESPACE, "--create-namespace",
@@ -128,9 +133,9 @@ def down() -> int:
     return 0
 
 
-def _secret(name: str) -> dict[str, bytes]:
+def _secret(name: str, namespace: str = NAMESPACE) -> dict[str, bytes]:
     data = json.loads(
-        _run(str(BIN / "kubectl"), "-n", NAMESPACE, "get", "secret", name, "-o", "json")
+        _run(str(BIN / "kubectl"), "-n", namespace, "get", "secret", name, "-o", "json")
     )
     return {k: base64.b64decode(v) for k, v in data["data"].items()}
 
@@ -148,6 +153,7 @@ def _prepare_clients() -> dict:
         "data": {"spec": yaml.safe_dump(DEMO_USER_SPEC)},
     }
     _run(str(BIN / "kubectl"), "apply", "-f", "-", input=json.dumps(demo))
+    _declare_tenant()
     examples = HOME / "examples"
     examples.mkdir()
     (examples / "topic.yaml").write_text(EXAMPLE_TOPIC)
@@ -179,7 +185,18 @@ def _prepare_clients() -> dict:
         "ssl.truststore.type=PEM\n"
         f"ssl.truststore.location={client_dir / 'ca.crt'}\n"
     )
-    for f in (mtls, scram):
+    tenant = _secret(TENANT_USER, TENANT)
+    (client_dir / f"{TENANT}-ca.crt").write_bytes(tenant["ca.crt"])
+    team = HOME / f"client-{TENANT}.properties"
+    team.write_text(
+        "security.protocol=SASL_SSL\n"
+        "sasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{TENANT_USER}" password="{tenant["password"].decode()}";\n'
+        "ssl.truststore.type=PEM\n"
+        f"ssl.truststore.location={client_dir / f'{TENANT}-ca.crt'}\n"
+    )
+    for f in (mtls, scram, team):
         f.chmod(0o600)
     _write_wrappers(HOME / "bin")
     return {
@@ -194,7 +211,36 @@ def _prepare_clients() -> dict:
         "admin_cert": str(client_dir / "user.crt"),
         "admin_key": str(client_dir / "user.key"),
         "example_topic": str(examples / "topic.yaml"),
+        "client_tenant": str(team),
     }
+
+
+def _declare_tenant() -> None:
+    """A topic and a user declared from the tenant's namespace, as its team would."""
+    acl = {"resource": {"type": "topic", "name": f"{TENANT}.", "patternType": "prefix"},
+           "operations": ["All"]}  # fmt: skip
+    group = {"resource": {"type": "group", "name": f"{TENANT}.", "patternType": "prefix"},
+             "operations": ["Read"]}  # fmt: skip
+    specs = {
+        (TENANT_TOPIC, "topic"): {"partitions": 3, "replicas": 3},
+        (TENANT_USER, "user"): {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": [acl, group]},
+        },
+    }
+    for (name, kind), spec in specs.items():
+        doc = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": name,
+                "namespace": TENANT,
+                "labels": {"kairn.dev/cluster": RELEASE, "kairn.dev/type": kind},
+            },
+            "data": {"spec": yaml.safe_dump(spec)},
+        }
+        _run(str(BIN / "kubectl"), "apply", "-f", "-", input=json.dumps(doc))
+    wait_until(lambda: _secret(TENANT_USER, TENANT), 120, f"the Secret of {TENANT_USER}")
 
 
 def _write_wrappers(bin_dir: Path) -> None:
@@ -243,6 +289,12 @@ Declare a topic with a ConfigMap, then use it:
   {b}/kafka-console-consumer --bootstrap-server {info["bootstrap_scram"]} \\
       --consumer.config {info["client_scram"]} --topic demo.orders --from-beginning --max-messages 1
   {b}/helm test {RELEASE} -n {NAMESPACE}
+
+A tenant: namespace {TENANT} declares topics and users named under "{TENANT}." from its own
+namespace (values: tenants), and gets its users' Secrets (password and the cluster CA) there:
+  {b}/kubectl get cm,secret -n {TENANT} -L kairn.dev/state
+  echo hello | {b}/kafka-console-producer --bootstrap-server {info["bootstrap_scram"]} \\
+      --producer.config {info.get("client_tenant")} --topic {TENANT_TOPIC}
 
 From Python (kafka-python):
   KafkaProducer(bootstrap_servers="{info["bootstrap_tls"]}", security_protocol="SSL",

@@ -70,8 +70,9 @@ class Install:
     def get(self, *args: str) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
-    def secret(self, name: str) -> dict[str, bytes]:
-        return {k: base64.b64decode(v) for k, v in self.get("secret", name)["data"].items()}
+    def secret(self, name: str, *where: str) -> dict[str, bytes]:
+        data = self.get("secret", name, *where)["data"]
+        return {k: base64.b64decode(v) for k, v in data.items()}
 
     def ssl(self) -> dict:
         """kafka-python TLS settings as the agents' identity (a super user), host names
@@ -93,15 +94,17 @@ class Install:
     def apply(self, doc: dict) -> None:
         path = self.run_dir / f"{doc['metadata']['name']}-{uuid.uuid4().hex[:6]}.json"
         path.write_text(json.dumps(doc))
-        self.kubectl("apply", "-f", str(path))
+        kubectl(self.kubeconfig, "apply", "-f", str(path))
 
-    def declare(self, kind: str, name: str, spec: dict) -> None:
+    def declare(self, kind: str, name: str, spec: dict, namespace: str | None = None) -> None:
+        where = ("-n", namespace) if namespace else ()
         self.apply(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {
                     "name": name,
+                    "namespace": namespace or self.ns,
                     "labels": {"kairn.dev/cluster": RELEASE, "kairn.dev/type": kind},
                 },
                 "data": {"spec": yaml.safe_dump(spec)},
@@ -110,7 +113,8 @@ class Install:
         wait_for(
             f"{kind} {name} Ready",
             lambda: (
-                self.get("configmap", name)["metadata"]["labels"].get("kairn.dev/state") == "Ready"
+                self.get("configmap", name, *where)["metadata"]["labels"].get("kairn.dev/state")
+                == "Ready"
             ),
             timeout=120,
         )
@@ -224,6 +228,56 @@ def test_a_user_configmap_gives_a_secret_whose_password_logs_in(install):
 def test_helm_test_passes(install):
     out = install.helm("test", RELEASE, "--timeout", "5m")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_tenant_added_by_helm_upgrade_restarts_nothing(install):
+    """A team's namespace becomes a tenant with `helm upgrade`: its topic and user are
+    reconciled by the running agents (nothing restarts), and the user's Secret, in the team's
+    namespace, is all the team needs to connect."""
+    team = f"team-{uuid.uuid4().hex[:4]}"
+    install.kubectl("create", "namespace", team)
+
+    def running() -> dict[str, int]:
+        return {
+            p["metadata"]["uid"]: sum(c["restartCount"] for c in p["status"]["containerStatuses"])
+            for component in ("zookeeper", "kafka", "agents")
+            for p in install.pods(component)
+        }
+
+    before = running()
+    values = deep_merge(install.values, {"tenants": [{"namespace": team}]})
+    out = install.helm(
+        "upgrade", RELEASE, str(ROOT / "chart"), "--wait", "--timeout", "10m", values=values
+    )
+    assert out.returncode == 0, out.stderr
+    install.values = values
+    topic, user = f"{team}.events", f"{team}.app"
+    install.declare("topic", topic, {"partitions": 1, "replicas": 3}, namespace=team)
+    acl = {"resource": {"type": "topic", "name": f"{team}.", "patternType": "prefix"},
+           "operations": ["Write", "Describe"]}  # fmt: skip
+    install.declare(
+        "user",
+        user,
+        {"authentication": {"type": "scram-sha-512"},
+         "authorization": {"type": "simple", "acls": [acl]}},
+        namespace=team,
+    )  # fmt: skip
+    assert running() == before
+    secret = install.secret(user, "-n", team)
+    (install.run_dir / f"{team}-ca.crt").write_bytes(secret["ca.crt"])
+    producer = KafkaProducer(
+        bootstrap_servers=install.bootstrap_scram,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_plain_username=user,
+        sasl_plain_password=secret["password"].decode(),
+        ssl_cafile=str(install.run_dir / f"{team}-ca.crt"),
+        acks="all",
+    )
+    try:
+        assert producer.send(topic, b"from the team").get(timeout=60).offset >= 0
+    finally:
+        producer.close()
 
 
 def _kill_broker(install: Install, ordinal: int) -> None:

@@ -268,7 +268,8 @@ def test_create_grow_change_and_remove_config(core, namespace, kafka_cluster, st
     wait_for(
         "the Ready gauge",
         lambda: (
-            'kairn_resources{agent="topic",state="Ready"} 1.0' in http_get(agent, "/metrics")[1]
+            f'kairn_resources{{agent="topic",namespace="{namespace}",state="Ready"}} 1.0'
+            in http_get(agent, "/metrics")[1]
         ),
     )
 

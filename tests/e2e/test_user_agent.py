@@ -265,7 +265,8 @@ def test_scram_user_produces_where_allowed_and_is_denied_elsewhere(
     assert not can_produce(other, **client_kw)
     wait_event(core, ns, "alice", "Normal", "UserReady")
     code, text = http_get(agent, "/metrics")
-    assert code == 200 and 'kairn_resources{agent="user",state="Ready"} 1.0' in text
+    assert code == 200
+    assert f'kairn_resources{{agent="user",namespace="{ns}",state="Ready"}} 1.0' in text
     assert (
         'kairn_kafka_requests_total{agent="user",api="alter_user_scram_credentials",result="ok"}'
         in text
