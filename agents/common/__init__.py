@@ -8,7 +8,10 @@ Modules (each documents its public API):
 - ``workqueue``: :class:`WorkQueue`, client-go's work-queue semantics (dedup, no key handled
   twice at once, delayed and rate-limited re-adds, batches).
 - ``informer``: :class:`Informer`, list + watch of labelled ConfigMaps into a local cache, with
-  bookmarks, 410 handling, backoff, indexes and change filtering.
+  bookmarks, 410 handling, backoff, indexes and change filtering; ``namespaces``:
+  :class:`NamespacedInformers`, one informer per watched namespace behind one cache.
+- ``tenancy``: the tenant list and what a tenant may declare (pure); ``tenants_source``: the
+  list read from its ConfigMap and followed as it changes.
 - ``controller``: :class:`Controller`, wires an informer, a work queue, a batch reconcile
   function, periodic resyncs, metrics and health; :class:`Outcome` is what a reconcile returns.
 - ``status``: :class:`StatusReporter` (state label, status annotation, Events on state change)

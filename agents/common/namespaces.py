@@ -48,7 +48,7 @@ class NamespacedInformers:
         with self._lock:
             gone = [ns for ns in self._informers if ns not in wanted]
             added = [ns for ns in sorted(wanted) if ns not in self._informers]
-            left = {ns: self._remove(ns) for ns in gone}
+            removed = [(ns, self._informers.pop(ns), self._threads.pop(ns, None)) for ns in gone]
             for ns in added:
                 informer = self._make(ns)
                 for index, fn in self._indexers.items():
@@ -56,17 +56,16 @@ class NamespacedInformers:
                 self._informers[ns] = informer
                 if self._running:
                     self._start(ns)
+        # stopped outside the lock: a handler still running on that thread may read the cache
+        left = {}
+        for ns, informer, thread in removed:
+            informer.stop()
+            if thread is not None:
+                thread.join(timeout=10)
+            left[ns] = len(informer.drop())
         if added or gone:
             self.log.info("namespaces watched", added=added, removed=gone)
         return left
-
-    def _remove(self, namespace: str) -> int:
-        informer = self._informers.pop(namespace)
-        informer.stop()
-        thread = self._threads.pop(namespace, None)
-        if thread is not None:
-            thread.join(timeout=5)
-        return len(informer.drop())
 
     def _start(self, namespace: str) -> None:
         t = threading.Thread(

@@ -226,6 +226,3 @@ class Tenancy:
             if t.namespace == namespace:
                 return t
         return None
-
-    def admits(self, namespace: str | None) -> bool:
-        return namespace in (None, self.admin_namespace) or self.tenant_of(namespace) is not None
