@@ -20,14 +20,13 @@ from kubernetes import client
 
 from agents.common.settings import Settings
 from agents.topic_agent.main import TopicAgent
-from agents.user_agent.kafka_users import UserAdmin
 from agents.user_agent.main import UserAgent
 from devtools.chart import helm_template
 from devtools.clients import produce
 from devtools.cluster import LocalCluster
 
 from .helpers import gone, kubectl, wait_for
-from .test_user_agent import agent_env, put_clients_ca
+from .test_user_agent import agent_env, kafka_view, put_clients_ca
 
 pytestmark = pytest.mark.kafka
 
@@ -131,20 +130,7 @@ class World:
             admin.close()
 
     def kafka_user(self, user: str) -> dict:
-        ua = UserAdmin(
-            {
-                "bootstrap_servers": self.kafka.bootstrap().split(","),
-                **self.kafka.admin.ssl_kwargs(),
-            }
-        )
-        try:
-            return {
-                "scram": ua.describe_scram([user]).get(user, []),
-                "acls": sorted(ua.describe_acls(f"User:{user}").get(f"User:{user}", set())),
-                "quotas": ua.describe_quotas([user]).get(user, {}),
-            }
-        finally:
-            ua.close()
+        return kafka_view(self.kafka, user)
 
     def metrics(self, agent) -> str:
         return agent.metrics.render().decode()
