@@ -27,6 +27,8 @@ case $which in
   unit|all) pytest_tier unit tests/unit ;;&
   devtools|all) pytest_tier devtools tests/devtools ;;&
   chart|all) [ -d tests/chart ] && pytest_tier chart tests/chart ;;&
+  image|all)  # the image is built first when its inputs changed (a second or less otherwise)
+    if scripts/image-build.sh; then pytest_tier image tests/image; else failed+=(image); fi ;;&
   integration|all) pytest_tier integration tests/integration ;;&
   e2e|all) [ -d tests/e2e ] && pytest_tier e2e tests/e2e ;;&
   *) ;;
