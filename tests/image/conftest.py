@@ -6,14 +6,18 @@ command, arguments, environment, volumes and security context come from the char
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
+from devtools import TOOLS
 from devtools.chart import HARNESS_VALUES, helm_template
 from devtools.kube import podman
 from devtools.podspec import PodIdentity, _env, localize, pod_hosts, statefulset_pod_spec
@@ -146,11 +150,22 @@ class Pods:
         extra_volumes: dict[str, Path] | None = None,
         extra_env: dict[str, str] | None = None,
         replace: dict | None = None,
+        service_account: ServiceAccount | None = None,
     ) -> Container:
         """Container ``name`` of the pod of ``kind``/``workload``, as pod ``pod`` in
         ``namespace`` on loopback ``address``."""
         spec = pod_spec(self.rendering, kind, workload)
         c = {**container_of(spec, name), **(replace or {})}
+        extra_volumes = dict(extra_volumes or {})
+        extra_env = dict(extra_env or {})
+        if service_account is not None:  # what a kubelet mounts for automountServiceAccountToken
+            group = (spec.get("securityContext") or {}).get("fsGroup")
+            extra_volumes[SA_VOLUME] = podman.materialize(
+                service_account.folder, self.folder / f"sa-{uuid.uuid4().hex[:6]}", 0o644, group
+            )
+            mount = {"name": SA_VOLUME, "mountPath": SA_PATH, "readOnly": True}
+            c["volumeMounts"] = [*c.get("volumeMounts", []), mount]
+            extra_env |= service_account.env
         pod = pod or f"{workload}-0"
         ordinal = int(pod.rsplit("-", 1)[-1]) if pod.rsplit("-", 1)[-1].isdigit() else 0
         identity = PodIdentity(pod, ordinal, namespace, address)
@@ -174,6 +189,65 @@ class Pods:
     def stop_all(self) -> None:
         for c in self.made:
             c.stop(grace=5)
+
+
+SA_VOLUME = "kube-api-access"
+SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+@dataclass
+class ServiceAccount:
+    """A pod's in-cluster API access: the folder a kubelet projects (token, ca.crt,
+    namespace) and the Service environment that points at the API server."""
+
+    folder: Path
+    env: dict[str, str]
+
+
+def service_account(kube, core, namespace: str, name: str, folder: Path) -> ServiceAccount:
+    from kubernetes import client
+
+    token = core.create_namespaced_service_account_token(
+        name,
+        namespace,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+    ).status.token
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "token").write_text(token)
+    (folder / "namespace").write_text(namespace)
+    (folder / "ca.crt").write_bytes((kube.pki_dir / "ca.crt").read_bytes())
+    url = urlsplit(kube.server)
+    env = {"KUBERNETES_SERVICE_HOST": url.hostname, "KUBERNETES_SERVICE_PORT": str(url.port)}
+    return ServiceAccount(folder, env)
+
+
+def apply_rbac(kube, core, rendering: dict, namespace: str, folder: Path) -> None:
+    """The chart's ServiceAccounts, Roles and RoleBindings, in ``namespace`` (created here)."""
+    from kubernetes import client
+
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+    docs = []
+    for (kind, _), doc in rendering.items():
+        if kind in ("ServiceAccount", "Role", "RoleBinding"):
+            doc = json.loads(json.dumps(doc))
+            doc["metadata"]["namespace"] = namespace
+            for subject in doc.get("subjects", []):
+                subject["namespace"] = namespace
+            docs.append(doc)
+    path = folder / f"rbac-{namespace}.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    done = subprocess.run(
+        [str(TOOLS / "bin" / "kubectl"), f"--kubeconfig={kube.kubeconfig}", "apply", "-n",
+         namespace, "-f", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture
