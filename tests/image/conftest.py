@@ -241,8 +241,15 @@ def apply_rbac(kube, core, rendering: dict, namespace: str, folder: Path) -> Non
     path = folder / f"rbac-{namespace}.yaml"
     path.write_text(yaml.safe_dump_all(docs))
     done = subprocess.run(
-        [str(TOOLS / "bin" / "kubectl"), f"--kubeconfig={kube.kubeconfig}", "apply", "-n",
-         namespace, "-f", str(path)],
+        [
+            str(TOOLS / "bin" / "kubectl"),
+            f"--kubeconfig={kube.kubeconfig}",
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            str(path),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
