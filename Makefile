@@ -58,7 +58,8 @@ lint: $(STAMP) ## ruff, yamllint, helm lint (Helm 3 and 4), hadolint
 	@scripts/lint.sh
 
 up: $(STAMP) ## start the local playground cluster in the background and print how to connect
-	@$(PY) -m devtools.playground up
+	@[ ! -x $(BIN)/podman ] || scripts/image-build.sh
+	@KAIRN_NODE_RUNTIME=auto $(PY) -m devtools.playground up
 
 down: $(STAMP) ## stop the local playground, leaving nothing running
 	@$(PY) -m devtools.playground down

@@ -48,6 +48,7 @@ from kubernetes import client, config, watch
 from devtools.addresses import PodAddresses
 from devtools.kube import process_node_names
 from devtools.kube.hosts import HostsFile, dns_entries
+from devtools.kube.podman import node_image
 from devtools.kube.podworker import PodWorker
 from devtools.kube.status import HOST_IP, node_object, node_status, timestamp
 
@@ -75,6 +76,9 @@ class ProcessNode:
         self.workers: dict[str, PodWorker] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.image = node_image()  # run this image's containers with podman, or None
+        if self.image:
+            log.info("containers of %s run with podman", self.image)
 
     # ---- nodes ----------------------------------------------------------------------------
     def register(self) -> None:

@@ -80,6 +80,7 @@ def run_argv(
     env: dict[str, str],
     hosts: dict[str, str] | None = None,
     image: str | None = None,
+    hosts_file: Path | None = None,
 ) -> list[str]:
     """``podman run`` of one container in the foreground (signals reach the container, as a
     kubelet's would). ``volumes``: volume name -> the host folder holding its files;
@@ -91,6 +92,8 @@ def run_argv(
         source = volumes[m["name"]] / m.get("subPath", "")
         mode = "ro" if m.get("readOnly") else "rw"
         argv += ["--volume", f"{source}:{m['mountPath']}:{mode}"]
+    if hosts_file is not None:  # a live view: the process node rewrites its block in place
+        argv += ["--volume", f"{hosts_file}:/etc/hosts:ro"]
     for host, address in sorted((hosts or {}).items()):
         argv += ["--add-host", f"{host}:{address}"]
     for key, value in env.items():
@@ -130,12 +133,20 @@ def materialize(source: Path, target: Path, mode: int = 0o644, group: int | None
     return target
 
 
-def volume_folders(pod_spec: dict, sources, folder: Path, rewrite=lambda text: text) -> dict:
+def volume_folders(
+    pod_spec: dict,
+    sources,
+    folder: Path,
+    rewrite=lambda text: text,
+    empty_root: Path | None = None,
+) -> dict:
     """Every volume of a pod as a host folder for ``run_argv``: ConfigMaps written (each text
     through ``rewrite``: the pod's own address for 127.0.0.1 and "all interfaces", paths left
     as the chart wrote them), Secrets laid out from ``sources.secret_dir`` with their
     defaultMode and the pod's fsGroup, emptyDirs writable; other kinds from
-    ``sources.volume`` (claims, projected). ``sources`` is a devtools.podspec.Sources."""
+    ``sources.volume`` (claims, projected). ``sources`` is a devtools.podspec.Sources.
+    emptyDirs are made under ``empty_root`` when given: the folders a pod's local processes
+    share with its containers (the JMX agent's jar)."""
     group = (pod_spec.get("securityContext") or {}).get("fsGroup")
     out: dict[str, Path] = {}
     for v in pod_spec.get("volumes", []):
@@ -154,7 +165,7 @@ def volume_folders(pod_spec: dict, sources, folder: Path, rewrite=lambda text: t
             mode = v["secret"].get("defaultMode", 0o644)
             out[v["name"]] = materialize(source, target, mode, group)
         elif "emptyDir" in v:
-            out[v["name"]] = empty_dir(target)
+            out[v["name"]] = empty_dir((empty_root or folder) / v["name"])
         else:
             own = sources.volume(v, None, folder)
             if own is None:
@@ -175,3 +186,82 @@ def _expander(env: dict[str, str]):
     from devtools.podspec import _expand
 
     return lambda text: _expand(text, env)
+
+
+# ---- the process node's podman runtime ---------------------------------------------------------
+RUNTIME_SETTING = "KAIRN_NODE_RUNTIME"  # process (default), podman, or auto
+
+
+def node_image(setting: str | None = None) -> str | None:
+    """The image whose containers the process node runs with podman, or None for local
+    processes only. ``podman`` insists on it; ``auto`` uses it when `make image` built it."""
+    setting = (setting or os.environ.get(RUNTIME_SETTING) or "process").strip().lower()
+    if setting == "process":
+        return None
+    text = (TOOLS.parent / "chart" / "Chart.yaml").read_text()
+    version = next(
+        x.split(":", 1)[1].strip() for x in text.splitlines() if x.startswith("version:")
+    )
+    image = chart_image(version)
+    if available(image):
+        return image
+    if setting == "podman":
+        raise RuntimeError(f"{RUNTIME_SETTING}=podman but {image} is not built: run make image")
+    return None
+
+
+def containerize(run, pod: dict, identity, sources, pod_dir: Path, image: str, api: str) -> list:
+    """Turns the planned containers of ``run`` (devtools/podspec.py) whose image is ``image``
+    into `podman run`s with the pod's own security context, volumes and environment; the
+    others stay local processes. Their exec readiness probes run inside the container.
+    ``api``: the API server's URL, given to containers as a kubelet does (the Service
+    environment), with the projected ServiceAccount volume the API server added to the pod.
+    Returns the names of the podman containers."""
+    from urllib.parse import urlsplit
+
+    from devtools.podspec import _env, localize
+
+    spec = pod["spec"]
+    by_name = {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}
+    rewrite = lambda text: localize(text, {}, {}, identity.address)  # noqa: E731
+    url = urlsplit(api)
+    service_env = {
+        "KUBERNETES_SERVICE_HOST": url.hostname,
+        "KUBERNETES_SERVICE_PORT": str(url.port),
+    }
+    names = []
+    for planned in run.containers:
+        container = by_name[planned.name]
+        if container.get("image") != image:
+            continue
+        mounted = {m["name"] for m in container.get("volumeMounts", [])}
+        wanted = [v for v in spec.get("volumes", []) if v["name"] in mounted]
+        folder = pod_dir / "podman" / planned.name
+        volumes = volume_folders(
+            {**spec, "volumes": wanted}, sources, folder, rewrite, pod_dir / "volumes"
+        )
+        env = {k: rewrite(v) for k, v in _env(container, identity, sources).items()}
+        name = f"kairn-{identity.namespace}-{identity.name}-{planned.name}"
+        argv = run_argv(
+            spec,
+            container,
+            name=name,
+            volumes=volumes,
+            env=service_env | env,
+            image=image,
+            hosts_file=Path("/etc/hosts"),
+        )
+        # a container left by a killed `podman run` would hold the name: remove it first
+        planned.argv = [
+            "/bin/sh",
+            "-c",
+            f'{PODMAN} rm -f --ignore "$0" >/dev/null; exec "$@"',
+            name,
+            *argv,
+        ]
+        planned.env = {}
+        probe = (container.get("readinessProbe") or {}).get("exec")
+        if probe:
+            planned.readiness = exec_argv(name, probe["command"])
+        names.append(name)
+    return names

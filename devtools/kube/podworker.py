@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from kubernetes import client
 
 from devtools.kube.apisources import ApiSources
+from devtools.kube.podman import containerize
 from devtools.kube.status import PodState, pod_status, timestamp
 from devtools.localpod import InitContainerFailed, LocalPod
 from devtools.podspec import PodIdentity, plan_pod
@@ -105,6 +106,9 @@ class PodWorker(threading.Thread):
         if sources.kubeconfig:  # in-cluster configuration: the pod's own ServiceAccount token
             for c in run.containers:
                 c.env.setdefault("KUBECONFIG", str(sources.kubeconfig))
+        if self.node.image:  # the kairn image's containers with podman (KAIRN_NODE_RUNTIME)
+            api = self.node.core.api_client.configuration.host
+            containerize(run, pod, identity, sources, self.dir, self.node.image, api)
         self.local = LocalPod(run, self.dir)
         self.state.waiting = None
         self.state.phase = "Running"

@@ -33,6 +33,7 @@ from tests.conftest import new_run_dir
 from .helpers import kubectl, wait_for
 
 RELEASE = "kairn"
+os.environ.setdefault("KAIRN_NODE_RUNTIME", "auto")  # the kairn image's containers with podman
 
 
 class Install:
