@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from kubernetes import client  # noqa: E402
 
-from bench.topic_agent import Sampler, baseline, free_port  # noqa: E402
+from bench._sampling import Sampler  # noqa: E402
+from bench.topic_agent import baseline, free_port  # noqa: E402
 from devtools.chart import helm_template  # noqa: E402
 from devtools.cluster import LocalCluster  # noqa: E402
 from devtools.kube.controlplane import ControlPlane  # noqa: E402
@@ -103,6 +104,7 @@ def run_agent(work: Path, label: str, env: dict, expected: int, api_port: int) -
             "api_server_connections": connections_to(proc.pid, api_port),
             "threads": len(list(Path(f"/proc/{proc.pid}/task").iterdir())),
             "peak_rss_mib": round(sampler.peak / 2**20, 1),
+            "agent_cpu_seconds": round(sampler.cpu, 1),
         }
     finally:
         sampler.stop.set()

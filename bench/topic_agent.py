@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic  # noqa: E402
 from kubernetes import client  # noqa: E402
 
-from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
+from bench._sampling import Sampler, cpu_seconds  # noqa: E402
+from devtools.cluster import LocalCluster  # noqa: E402
 from devtools.kube.controlplane import ControlPlane  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -86,19 +87,6 @@ def ready_count(core: client.CoreV1Api) -> int:
         cont = page["metadata"].get("continue")
         if not cont:
             return n
-
-
-class Sampler(threading.Thread):
-    """Peak RSS of one process, sampled every 0.1 s."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.stop = pid, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, rss_bytes([self.pid]))
-            self.stop.wait(0.1)
 
 
 class Progress(threading.Thread):
@@ -251,6 +239,7 @@ def main() -> int:
         )
         cold = wait(proc, started, lambda: ready_count(core) == n, 600, "cold start (labels)")
         result["cold_start_seconds"] = round(cold, 2)
+        result["cold_start_agent_cpu_seconds"] = round(cpu_seconds(proc.pid), 1)
         progress.stop.set()
         progress.join()
         progress.marks.setdefault("all", round(cold, 1))  # seen by the wait above first
@@ -267,7 +256,8 @@ def main() -> int:
         topics = set(admin.list_topics())
         assert all(f"bench.t{i:05d}" in topics for i in range(n)), "a topic is missing"
         print(
-            f"cold start: {n} topics Ready in {cold:.1f}s ({n / cold:.0f} topics/s; "
+            f"cold start: {n} topics Ready in {cold:.1f}s ({n / cold:.0f} topics/s, "
+            f"{result['cold_start_agent_cpu_seconds']}s of the agent's CPU; "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
         )
         result["cold_start_over_baseline"] = round(cold / result["baseline_kafka_alone_seconds"], 2)

@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +37,8 @@ from agents.common import status as st  # noqa: E402
 from agents.user_agent.acls import acl_of  # noqa: E402
 from agents.user_agent.kafka_users import UserAdmin  # noqa: E402
 from agents.user_agent.spec import parse  # noqa: E402
-from devtools.cluster import LocalCluster, rss_bytes  # noqa: E402
+from bench._sampling import Sampler  # noqa: E402
+from devtools.cluster import LocalCluster  # noqa: E402
 from devtools.kube.controlplane import ControlPlane  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -150,29 +150,6 @@ def ready_count(core: client.CoreV1Api) -> int:
         NS, label_selector="kairn.dev/state=Ready", _preload_content=False
     )
     return len(json.loads(resp.data)["items"])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Sampler(threading.Thread):
-    """Peak RSS and CPU time of one process, sampled every 0.1 s."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.cpu, self.stop = pid, 0, 0.0, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, rss_bytes([self.pid]))
-            self.cpu = max(self.cpu, cpu_seconds(self.pid))
-            self.stop.wait(0.1)
 
 
 def readyz(port: int) -> bool:
