@@ -8,7 +8,7 @@ BIN     := .tools/bin
 STAMP   := .tools/.setup-done
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/.venv/bin:$(PATH)
 
-SETUP_INPUTS := requirements.txt constraints.txt pyproject.toml tools/kafka/pom.xml tools/jmx/pom.xml \
+SETUP_INPUTS := requirements.txt constraints.txt pyproject.toml tools/kafka/pom.xml tools/kafka4/pom.xml tools/jmx/pom.xml \
                 $(wildcard tools/go/*/go.mod tools/go/kube/*/go.mod) $(wildcard scripts/setup-*.sh) tools/checkov-constraints.txt Dockerfile
 
 .PHONY: help setup test test-unit test-devtools test-chart test-image test-integration test-e2e image cluster-up cluster-down lint up down bench lock

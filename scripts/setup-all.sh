@@ -13,7 +13,7 @@ mkdir -p "$logs"
 
 CHAINS=(
   "go-tools kube"                  # Go builds: CPU-bound, one after the other on all cores
-  "system promtool kafka jmx image" # Debian packages, Maven (which Debian brings), podman and
+  "system promtool kafka kafka4 jmx image" # Debian packages, Maven (which Debian brings), podman and
                                    # the image's base (apt: one chain, one apt at a time)
   "python"                         # PyPI
   "checkov"                        # PyPI, a venv of its own
