@@ -70,8 +70,8 @@ sbom_tool=.tools/sbom
 want=$(printf '%s\n' "${SBOM_PINS[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$sbom_tool/.pins" 2>/dev/null)" != "$want" ]; then
   rm -rf "$sbom_tool"
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --python-version 3.11 --target "$sbom_tool" "${SBOM_PINS[@]}"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --no-deps --only-binary=:all: --python-version 3.11 --target "$sbom_tool" "${SBOM_PINS[@]}"
   echo "$want" > "$sbom_tool/.pins"
 fi
 
