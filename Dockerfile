@@ -1,11 +1,12 @@
 # kairn: one image for the entity agents, the upgrade hooks, the TLS sidecar (stunnel) and the
 # Prometheus JMX exporter java agent that brokers and ZooKeeper load (/opt/kairn/jmx).
 # Build from the repository root: docker build -t kairn/kairn:0.1.0 .  (`make image` builds it
-# with podman, on a stand-in for this base where no registry serves it: scripts/image-build.sh)
-ARG PYTHON_BASE=python:3.11.14-slim-bookworm
+# with podman; where no registry serves the python image it passes BASE_REPOSITORY of a
+# stand-in with the same tag: scripts/setup-image.sh, scripts/image-build.sh)
+ARG BASE_REPOSITORY=python
 
 # ---- build: a wheel of the agents package and a virtualenv with the pinned runtime deps ----
-FROM ${PYTHON_BASE} AS build
+FROM ${BASE_REPOSITORY}:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -28,7 +29,7 @@ RUN /opt/kairn/bin/pip install --only-binary=:all: setuptools==80.9.0 \
 # ---- jmx: the Prometheus JMX exporter java agent, resolved by Maven from tools/jmx/pom.xml (the
 # pin `make setup` uses too). The chart copies it into Kafka and ZooKeeper pods with an init
 # container, since the Kafka image lacks it. Maven and its JDK stay in this stage.
-FROM ${PYTHON_BASE} AS jmx
+FROM ${BASE_REPOSITORY}:3.11.14-slim-bookworm AS jmx
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # the JDK's post-install step needs the man folder that slim images leave out
 RUN mkdir -p /usr/share/man/man1 \
@@ -42,7 +43,7 @@ RUN mvn -q -B dependency:copy-dependencies -DoutputDirectory=/jmx -DincludeScope
     && test -f /jmx/jmx_prometheus_javaagent.jar
 
 # ---- final: Python runtime, stunnel from Debian, the virtualenv; no compilers, no pip ----
-FROM ${PYTHON_BASE}
+FROM ${BASE_REPOSITORY}:3.11.14-slim-bookworm
 # No HEALTHCHECK: the image runs several commands and Kubernetes probes each of them (the chart).
 # checkov:skip=CKV_DOCKER_2: health is checked by Kubernetes probes per command, see the chart
 LABEL org.opencontainers.image.title="kairn" \

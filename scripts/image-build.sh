@@ -20,7 +20,14 @@ fi
 
 version=$(sed -n 's/^version: *//p' chart/Chart.yaml)
 image=docker.io/kairn/kairn:$version
-base=$(cat "$state/base")
+tag=$(sed -n "s/^FROM \${BASE_REPOSITORY}:\([^ ]*\).*/\1/p" Dockerfile | head -n 1)
+repository=$(cat "$state/base")
+base=$repository:$tag
+if ! $podman image exists "$base"; then  # a new tag in the Dockerfile: its base first
+  scripts/setup-image.sh
+  repository=$(cat "$state/base")
+  base=$repository:$tag
+fi
 sbom=$state/kairn-$version.cdx.json
 
 inputs() {  # every file of the build context, then the Dockerfile, .dockerignore and the base
@@ -43,7 +50,7 @@ if [ "$have" != "$want" ]; then
   # --format docker: the OCI format has no SHELL instruction and podman would ignore the
   # Dockerfile's (pipefail). The build's network is the host's: no bridge is needed to reach
   # Debian, PyPI and Maven.
-  $podman build --quiet --format docker --network host --build-arg "PYTHON_BASE=$base" \
+  $podman build --quiet --format docker --network host --build-arg "BASE_REPOSITORY=$repository" \
     --label "kairn.build.inputs=$want" --tag "$image" . >/dev/null
   echo "image: built in $((SECONDS - start))s"
 fi

@@ -5,8 +5,8 @@
 #
 # The base: the Dockerfile's python:3.11.14-slim-bookworm when a registry serves it; otherwise
 # a stand-in made here from Debian's own packages (python3 3.11 on bookworm, the same Debian
-# release as the python image), imported as localhost/kairn/python-base:bookworm. The stand-in
-# is rebuilt only when this script or the machine's CA store changes.
+# release as the python image), imported as localhost/kairn/python-base with the python image's
+# tag. The stand-in is rebuilt only when this script or the machine's CA store changes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -76,12 +76,14 @@ if [ "$(cat "$sbom_tool/.pins" 2>/dev/null)" != "$want" ]; then
 fi
 
 # ---- the base ----------------------------------------------------------------------------
-real=$(sed -n 's/^ARG PYTHON_BASE=//p' Dockerfile)
-standin=localhost/kairn/python-base:bookworm
-if $podman image exists "$real" \
-  || timeout 60 $podman pull --quiet "docker.io/library/$real" >/dev/null 2>&1; then
+# .tools/image/base: the repository scripts/image-build.sh passes as BASE_REPOSITORY; the tag
+# is the Dockerfile's own
+tag=$(sed -n "s/^FROM \${BASE_REPOSITORY}:\([^ ]*\).*/\1/p" Dockerfile | head -n 1)
+real=docker.io/library/python:$tag
+standin=localhost/kairn/python-base:$tag
+if $podman image exists "$real" || timeout 60 $podman pull --quiet "$real" >/dev/null 2>&1; then
   echo "base: $real"
-  echo "$real" > "$state/base"
+  echo "${real%:*}" > "$state/base"
   exit 0
 fi
 
@@ -93,7 +95,7 @@ want=$( (sed -n '/^# ---- the base/,$p' "$0"; cat "${extra_cas[@]}") | sha256sum
 if $podman image exists "$standin" \
   && [ "$($podman image inspect --format '{{index .Labels "kairn.base.inputs"}}' "$standin")" = "$want" ]; then
   echo "base: $standin (cached; $real cannot be pulled)"
-  echo "$standin" > "$state/base"
+  echo "${standin%:*}" > "$state/base"
   exit 0
 fi
 
@@ -134,5 +136,5 @@ $podman import --quiet \
   --change "LABEL kairn.base.inputs=$want" \
   --change 'CMD ["python3"]' \
   "$tmp/rootfs.tar" "$standin" >/dev/null
-echo "$standin" > "$state/base"
+echo "${standin%:*}" > "$state/base"
 echo "base: $standin made ($($podman image inspect --format '{{.Size}}' "$standin") bytes)"
