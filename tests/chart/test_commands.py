@@ -33,7 +33,7 @@ def dockerfile_binaries() -> set[str]:
     found = set()
     if re.search(r"apt-get install[^\n]*(\\\n[^\n]*)*\bstunnel4=", final):
         found |= {"stunnel", "stunnel4"}
-    if re.match(r"python:3\.11\.\d+-slim-(bookworm|trixie)", final):
+    if re.match(r"(python|\$\{BASE_REPOSITORY\}):3\.11\.\d+-slim-(bookworm|trixie)", final):
         found |= {"python3", "cp"}
     return found
 
