@@ -34,7 +34,7 @@ import yaml  # noqa: E402
 from kubernetes import client  # noqa: E402
 
 from bench._sampling import Sampler  # noqa: E402
-from bench.topic_agent import baseline, free_port  # noqa: E402
+from bench.topic_agent import baseline, free_port, ready_resources  # noqa: E402
 from devtools.chart import helm_template  # noqa: E402
 from devtools.cluster import LocalCluster  # noqa: E402
 from devtools.kube.controlplane import ControlPlane  # noqa: E402
@@ -92,7 +92,7 @@ def run_agent(work: Path, label: str, env: dict, expected: int, api_port: int) -
     sampler = Sampler(proc.pid)
     sampler.start()
     try:
-        while ready(port) < expected:
+        while ready_resources(port) < expected:
             if proc.poll() is not None:
                 raise RuntimeError(f"{label}: the agent exited ({proc.returncode})")
             if time.monotonic() - started > 1800:
@@ -112,25 +112,6 @@ def run_agent(work: Path, label: str, env: dict, expected: int, api_port: int) -
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         log.close()
-
-
-def ready(port: int) -> float:
-    text = metric_text(port)
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith('kairn_resources{agent="topic"') and 'state="Ready"' in line
-    )
-
-
-def metric_text(port: int) -> str:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            return r.read().decode()
-    except Exception:
-        return ""
 
 
 def main() -> int:

@@ -67,6 +67,21 @@ def metric(port: int, name: str, labels: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def ready_resources(port: int) -> float:
+    """The Ready resources the topic agent counts, summed over namespaces (and agents that
+    do not label them by namespace)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except Exception:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('kairn_resources{agent="topic"') and 'state="Ready"' in line
+    )
+
+
 def readyz(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
@@ -229,11 +244,10 @@ def main() -> int:
         proc, sampler, started = start("cold")
         progress = Progress(core, n, started)
         progress.start()
-        gauge = f'agent="topic",namespace="{NS}",state="Ready"'
         wait(
             proc,
             started,
-            lambda: (metric(port, "kairn_resources", gauge) or 0) >= n,
+            lambda: ready_resources(port) >= n,
             1800,
             "cold start",
         )
