@@ -61,6 +61,9 @@ STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 # The chart's broker settings that belong to ZooKeeper mode, or that this module sets per node.
 _NOT_KRAFT = ("zookeeper.", "authorizer.class.name", "log.dirs", "listeners")
 
+# Broker settings of the chart that a KRaft controller reads instead (Kafka 4 warns on brokers).
+_TOPIC_DEFAULTS = ("num.partitions", "default.replication.factor")
+
 _LOG4J2 = """\
 status = warn
 appender.out.type = Console
@@ -310,7 +313,10 @@ class KRaftCluster:
 
     def properties(self, node: Node, base: dict[str, str]) -> dict[str, str]:
         if node.role == "controller":
+            # in KRaft mode the controller applies these defaults to CreateTopics, not the broker
+            defaults = {k: base[k] for k in _TOPIC_DEFAULTS if k in base}
             return {
+                **defaults,
                 **self._common(node, self.controller_secret),
                 "listeners": f"CONTROLLER://{node.address}:{CONTROLLER}",
                 "advertised.listeners": f"CONTROLLER://{node.address}:{CONTROLLER}",
