@@ -62,6 +62,23 @@ class Identity:
         return ctx
 
 
+def agents_identity(folder: Path, cn: str, ca_file: Path, run_dir: Path) -> tuple[Identity, Path]:
+    """The agents' identity (a super user) from its Secret's folder, for kafka-python, and the
+    same identity as a properties file for Kafka's own (Java) tools."""
+    identity = Identity(cn, folder / "user.crt", folder / "user.key", ca_file)
+    properties = run_dir / "admin-client.properties"
+    properties.write_text(
+        "security.protocol=SSL\n"
+        "ssl.keystore.type=PKCS12\n"
+        f"ssl.keystore.location={folder / 'user.p12'}\n"
+        f"ssl.keystore.password={(folder / 'user.password').read_text()}\n"
+        "ssl.truststore.type=PEM\n"
+        f"ssl.truststore.location={ca_file}\n"
+    )
+    properties.chmod(0o600)
+    return identity, properties
+
+
 class Pod:
     """One pod of a rendered StatefulSet as processes that live and die together.
 
@@ -247,24 +264,12 @@ class LocalCluster:
             kafka_extra_sans=tuple(self.address("kafka", i) for i in range(self.brokers)),
         )
         run_kairn_certs(DirSecretStore(self.secrets), desired, now or dt.datetime.now(dt.UTC))
-        agents = self.secret_dir(f"{self.fullname}-agents-cert")
-        self.admin = Identity(
+        self.admin, self.admin_properties = agents_identity(
+            self.secret_dir(f"{self.fullname}-agents-cert"),
             f"{self.fullname}-agents",
-            agents / "user.crt",
-            agents / "user.key",
             self.cluster_ca_file,
+            self.run_dir,
         )
-        # the same identity for Kafka's own (Java) tools
-        self.admin_properties = self.run_dir / "admin-client.properties"
-        self.admin_properties.write_text(
-            "security.protocol=SSL\n"
-            "ssl.keystore.type=PKCS12\n"
-            f"ssl.keystore.location={agents / 'user.p12'}\n"
-            f"ssl.keystore.password={(agents / 'user.password').read_text()}\n"
-            "ssl.truststore.type=PEM\n"
-            f"ssl.truststore.location={self.cluster_ca_file}\n"
-        )
-        self.admin_properties.chmod(0o600)
 
     def kafka_tool(self, main_class: str, *args: str, timeout: float = 120) -> str:
         """Run one of Kafka's own command-line tools as the admin identity; return its output."""

@@ -48,7 +48,7 @@ from agents.pki.store import DirSecretStore
 from devtools import TOOLS
 from devtools.addresses import PodAddresses
 from devtools.chart import HARNESS_VALUES, helm_template
-from devtools.cluster import REPLICATION, SCRAM, TLS, Identity
+from devtools.cluster import REPLICATION, SCRAM, TLS, agents_identity
 from devtools.podspec import KAFKA_BIN
 from devtools.procs import Proc
 from devtools.waiting import wait_until
@@ -250,23 +250,12 @@ class KRaftCluster:
                 pki_issue.keystore_p12(n.name, pair, [ca.cert], password)
             )
             (folder / f"{n.name}.password").write_bytes(password)
-        agents = self.secret_dir(f"{self.fullname}-agents-cert")
-        self.admin = Identity(
+        self.admin, self.admin_properties = agents_identity(
+            self.secret_dir(f"{self.fullname}-agents-cert"),
             f"{self.fullname}-agents",
-            agents / "user.crt",
-            agents / "user.key",
             self.cluster_ca_file,
+            self.run_dir,
         )
-        self.admin_properties = self.run_dir / "admin-client.properties"
-        self.admin_properties.write_text(
-            "security.protocol=SSL\n"
-            "ssl.keystore.type=PKCS12\n"
-            f"ssl.keystore.location={agents / 'user.p12'}\n"
-            f"ssl.keystore.password={(agents / 'user.password').read_text()}\n"
-            "ssl.truststore.type=PEM\n"
-            f"ssl.truststore.location={self.cluster_ca_file}\n"
-        )
-        self.admin_properties.chmod(0o600)
 
     # ---- configuration ----------------------------------------------------------------------
     def chart_broker_properties(self) -> dict[str, str]:
