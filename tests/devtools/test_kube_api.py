@@ -197,11 +197,16 @@ def test_resource_quota_admission(core, namespace):
             spec=client.V1ResourceQuotaSpec(hard={"configmaps": "2"}),
         ),
     )
-    # kube-root-ca.crt counts too; the quota controller computes usage first.
+    # kube-root-ca.crt (published into each new namespace by the controller manager) counts
+    # too: wait until the quota controller has counted it, so that exactly one more fits (a
+    # usage of "0" computed before it was published let two more in)
     wait_for(
-        "quota usage computed",
-        lambda: (core.read_namespaced_resource_quota("cm", namespace).status.used or {}).get(
-            "configmaps"
+        "kube-root-ca.crt counted in the quota's usage",
+        lambda: (
+            (core.read_namespaced_resource_quota("cm", namespace).status.used or {}).get(
+                "configmaps"
+            )
+            == "1"
         ),
     )
     created = 0
