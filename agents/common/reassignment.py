@@ -3,9 +3,10 @@
 
 - :func:`replicas_for_factor` (pure): new replica lists for a new replication factor, with as
   few moves as possible.
-- :class:`Reassignments` (adapter over :class:`KafkaAccess`): ``ongoing()``, ``start()``,
-  ``finish()``. Every per-item answer of Kafka is read: a throttle that was not set keeps its
-  topic from moving; a throttle that was not removed is reported, so the caller retries.
+- :class:`Reassignments` (adapter over :class:`KafkaAccess`): ``ongoing()``, ``partitions()``,
+  ``start()``, ``finish()``, ``elect_preferred()``. Every per-item answer of Kafka is read: a
+  throttle that was not set keeps its topic from moving; a throttle that was not removed is
+  reported, so the caller retries.
 
 Ownership: a caller passes only the topics it owns and never touches the reassignments or
 throttles of other topics. The brokers' throttle rates are shared: set by ``start()``, removed
@@ -15,7 +16,9 @@ Kill safety is the caller's half of the contract: record that a topic is being r
 (the topic agent: ``reassigning: true`` in its status annotation) *before* ``start()``, and
 clear the record only after ``finish()`` reported no error for that topic. A kill at any line
 then leaves either nothing changed or a record that leads to ``finish()``, so no throttle
-kairn set outlives its reassignment.
+kairn set outlives its reassignment. The rebalancer (agents/scaling) records the partitions
+of its batch in a ConfigMap of its own the same way, and leaves every topic alone that has a
+reassignment it did not record.
 """
 
 from __future__ import annotations
@@ -110,6 +113,27 @@ class Reassignments:
             "list_partition_reassignments", lambda a: a.list_partition_reassignments()
         )
         return {tp.topic for tp in res}
+
+    def partitions(self) -> dict[TopicPartition, dict]:
+        """Every partition with a reassignment in progress (anyone's), with Kafka's
+        ``replicas``, ``adding_replicas`` and ``removing_replicas``."""
+        return dict(
+            self.kafka.call(
+                "list_partition_reassignments", lambda a: a.list_partition_reassignments()
+            )
+        )
+
+    def elect_preferred(self, partitions: Iterable[TopicPartition]) -> None:
+        """Asks Kafka to make each partition's first replica its leader (an election that is
+        not needed is no error)."""
+        by_topic: dict[str, list[int]] = {}
+        for tp in partitions:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        if by_topic:
+            self.kafka.call(
+                "elect_leaders",
+                lambda a: a.elect_leaders(0, by_topic, timeout_ms=self.timeout_ms),
+            )
 
     def brokers(self) -> list[int]:
         res = self.kafka.call("describe_cluster", lambda a: a.describe_cluster())
