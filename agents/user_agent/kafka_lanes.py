@@ -1,12 +1,25 @@
-"""The network side of the user agent's Kafka adapter: connections ("lanes"), the active
-controller, requests fanned out over lanes, and Kafka's per-item answers.
+"""The network side of the user agent's Kafka adapter: connections ("lanes"), the cluster's
+metadata mode, where each request goes, requests fanned out over lanes, and Kafka's per-item
+answers.
 
 :class:`LaneClient` speaks through kafka-python's public network client,
-``kafka.net.KafkaNetClient`` (``send_and_receive(node_id, request)``). Requests that only the
-controller serves go to the controller named by DescribeCluster; a NOT_CONTROLLER answer (the
-controller moved) refreshes it and resends once. Large batches are split into short requests
-(:meth:`LaneClient.split`) and spread over up to ``lanes`` connections
-(:meth:`LaneClient.fan_out`).
+``kafka.net.KafkaNetClient`` (``send_and_receive(node_id, request)``). Where a request goes
+depends on the metadata mode the cluster reports (:mod:`agents.common.kafka_mode`, from
+ApiVersions' finalized features), never on a setting:
+
+- ZooKeeper mode: reads and SCRAM writes go to the active controller named by DescribeCluster
+  (only it stores SCRAM credentials; another broker answers NOT_CONTROLLER and stores
+  nothing); a NOT_CONTROLLER answer (the controller moved) refreshes it and resends once.
+  Quota and ACL writes, which each broker stores in ZooKeeper itself, are spread over the
+  brokers, the ACLs of one resource always to the same broker (its authorizer updates a
+  resource's ZooKeeper node with a conditional write).
+- KRaft mode: every broker forwards every write to the active controller, which no client
+  reaches, and answers once it is committed; reads come from the broker's own copy of the
+  metadata log. Reads go to one broker (the "home" broker, kept while it answers), writes of
+  every kind are spread over the brokers and lanes.
+
+Large batches are split into short requests (:meth:`LaneClient.split`) and spread over up to
+``lanes`` connections (:meth:`LaneClient.fan_out`).
 
 Answers: a request-level error raises the matching ``kafka.errors`` exception
 (:func:`raise_for`); a per-item error is a :class:`KafkaItemError` (:func:`item_error`), so the
@@ -25,6 +38,8 @@ from dataclasses import dataclass
 import kafka.errors as Errors
 from kafka.net import KafkaNetClient
 from kafka.protocol.admin import DescribeClusterRequest
+
+from agents.common.kafka_mode import KRAFT, ZOOKEEPER, api_versions_request, mode_of_answer
 
 NOT_CONTROLLER = Errors.NotControllerError.errno
 PER_REQUEST = 50  # users per write request
@@ -79,11 +94,9 @@ class LaneClient:
         and TLS files), e.g. :func:`agents.common.kafka_admin.client_kwargs`.
 
         ``lanes``: how many requests may be in flight at once. A broker works on one request
-        of a connection at a time, and ZooKeeper-mode writes wait for ZooKeeper, so large
-        batches are split into up to ``lanes`` requests on separate connections: SCRAM
-        writes all to the controller, quota and ACL writes spread over the brokers (in
-        ZooKeeper mode every broker writes those to ZooKeeper itself; the ACLs of one resource
-        always go to the same broker, whose authorizer serializes them)."""
+        of a connection at a time, and writes wait for ZooKeeper or the controller's commit,
+        so large batches are split into up to ``lanes`` requests on separate connections
+        (routed as the module says)."""
         self.timeout_ms, self.max_lanes = timeout_ms, max(1, lanes)
         self._config = client_config
         self._lanes = [_Lane(client_config, timeout_ms)]
@@ -91,6 +104,7 @@ class LaneClient:
         self._pool = ThreadPoolExecutor(self.max_lanes, thread_name_prefix="kafka-lane")
         self._controller: int | None = None
         self._brokers: list[int] = []
+        self._mode: str | None = None
 
     # ---- plumbing -------------------------------------------------------------------------
     def _lane(self, i: int) -> _Lane:
@@ -111,7 +125,9 @@ class LaneClient:
         return node
 
     def describe_cluster(self) -> dict:
-        """{'controller_id': int, 'brokers': [{'broker_id', 'host', 'port'}], 'cluster_id'}"""
+        """{'controller_id': int, 'brokers': [{'broker_id', 'host', 'port'}], 'cluster_id'}
+
+        In KRaft mode ``controller_id`` is a broker (chosen at random by the one asked)."""
         response = self.send(self._any_node(), DescribeClusterRequest())
         raise_for(response.error_code, response.error_message, "DescribeCluster")
         if response.controller_id is None or response.controller_id < 0:
@@ -126,14 +142,22 @@ class LaneClient:
             ],
         }
 
+    def mode(self) -> str:
+        """``zookeeper`` or ``kraft``, as the cluster reports it (asked once)."""
+        if self._mode is None:
+            self._mode = mode_of_answer(self.send(self._any_node(), api_versions_request()))
+        return self._mode
+
     def controller_id(self, refresh: bool = False) -> int:
+        """ZooKeeper mode: the active controller; KRaft mode: the home broker (see the
+        module)."""
         if self._controller is None or refresh:
             self.describe_cluster()
         return self._controller
 
     def brokers(self) -> list[int]:
-        """Broker ids, the controller first (so a single request goes to the controller,
-        whose caches the reads come from)."""
+        """Broker ids, the controller (KRaft: the home broker) first, so a single request goes
+        where the reads come from."""
         if not self._brokers:
             self.describe_cluster()
         ctl = self._controller
@@ -144,14 +168,29 @@ class LaneClient:
         )
 
     def to_controller(self, request, codes_of, lane: int = 0):
-        """Sends ``request`` to the controller; when any code ``codes_of(response)`` gives is
-        NOT_CONTROLLER, finds the controller again and resends (once)."""
+        """Sends ``request`` to the controller (KRaft: the home broker); when any code
+        ``codes_of(response)`` gives is NOT_CONTROLLER, finds the controller again and
+        resends (once)."""
         response = self.send(self.controller_id(), request, lane)
         if NOT_CONTROLLER in codes_of(response):
             response = self.send(self.controller_id(refresh=True), request, lane)
             if NOT_CONTROLLER in codes_of(response):
                 raise Errors.NotControllerError("the controller moved twice; try again")
         return response
+
+    def to_broker(self, request, codes_of, lane: int = 0, controller_only: bool = False):
+        """Sends a write on ``lane``: to the broker of that lane, or to the controller when
+        ``controller_only`` and the cluster is in ZooKeeper mode (in KRaft mode every
+        broker forwards every write to the active controller)."""
+        if controller_only and self.mode() == ZOOKEEPER:
+            return self.to_controller(request, codes_of, lane)
+        brokers = self.brokers()
+        return self.send(brokers[lane % len(brokers)], request, lane)
+
+    def writes_per_resource(self) -> bool:
+        """Whether the writes to one ACL resource must all go through one broker (ZooKeeper
+        mode: each broker's authorizer writes a resource's node itself)."""
+        return self.mode() != KRAFT
 
     def fan_out(self, chunks: list, fn, most: int | None = None) -> list:
         """``fn(lane, chunk)`` for each chunk; chunk i runs on lane i % lanes (at most

@@ -1,4 +1,4 @@
-"""The Kafka requests of the user agent, sent to the active controller, every result checked.
+"""The Kafka requests of the user agent, every result checked.
 
 Why not ``KafkaAdminClient`` for these: kafka-python 3.0.12 sends AlterUserScramCredentials to
 the least-loaded broker. In ZooKeeper mode only the active controller accepts it; the others
@@ -10,9 +10,10 @@ So :class:`UserAdmin` speaks the protocol itself (through :class:`.kafka_lanes.L
 with the request classes of ``kafka.protocol.admin`` (``AlterUserScramCredentialsRequest``,
 ``DescribeUserScramCredentialsRequest``, ``DescribeClientQuotasRequest``,
 ``AlterClientQuotasRequest``, ``DescribeAclsRequest``, ``CreateAclsRequest``,
-``DeleteAclsRequest``, ``DescribeClusterRequest``). SCRAM writes and every read go to the
-controller; quota and ACL writes, which every broker of a ZooKeeper-mode cluster stores
-itself, are spread over the brokers to go faster.
+``DeleteAclsRequest``, ``DescribeClusterRequest``). Where each goes follows the metadata mode
+the cluster reports (see :mod:`.kafka_lanes`): in ZooKeeper mode reads and SCRAM writes go to
+the controller and quota and ACL writes are spread over the brokers; in KRaft mode reads go to
+one broker and every write is spread over the brokers.
 
 Every answer is read item by item: a request-level error raises the matching
 ``kafka.errors`` exception; a per-item error (of a write, and of a read that names its users)
@@ -160,7 +161,9 @@ class UserAdmin(LaneClient):
                 deletions=[x for k, x in chunk if k == "d"],
                 upsertions=[x for k, x in chunk if k == "u"],
             )
-            return self.to_controller(req, lambda r: [x.error_code for x in r.results], lane)
+            return self.to_broker(
+                req, lambda r: [x.error_code for x in r.results], lane, controller_only=True
+            )
 
         out: dict[str, KafkaItemError | None] = {}
         for response in self.fan_out(self.split(entries), send):
@@ -219,11 +222,10 @@ class UserAdmin(LaneClient):
                     ],
                 )
             )
-        brokers = self.brokers()
 
         def send(lane: int, chunk: list):
             req = AlterClientQuotasRequest(entries=chunk, validate_only=validate_only)
-            response = self.send(brokers[lane % len(brokers)], req, lane)
+            response = self.to_broker(req, lambda r: [], lane)
             if len(response.entries) != len(chunk):
                 raise Errors.KafkaError("AlterClientQuotas answered a different number of entries")
             return response
@@ -272,7 +274,8 @@ class UserAdmin(LaneClient):
     def _acl_chunks(acls: list[tuple], per_request: int = 4 * PER_REQUEST) -> list[list[int]]:
         """Indexes of ``acls`` in chunks of about ``per_request``, the ACLs of one resource
         (type, name, pattern) always in the same chunk, so concurrent chunks sent to
-        different brokers never update the same resource."""
+        different brokers never update the same resource (which ZooKeeper mode needs; KRaft
+        mode does not mind)."""
         groups: dict[tuple, list[int]] = {}
         for i, a in enumerate(acls):
             groups.setdefault(a[:3], []).append(i)
@@ -284,10 +287,8 @@ class UserAdmin(LaneClient):
         return [c for c in chunks if c]
 
     def _acl_write(self, acls: list[tuple], build, results_of) -> list[KafkaItemError | None]:
-        brokers = self.brokers()
-
         def send(lane: int, idx: list[int]):
-            response = self.send(brokers[lane % len(brokers)], build([acls[i] for i in idx]), lane)
+            response = self.to_broker(build([acls[i] for i in idx]), lambda r: [], lane)
             results = results_of(response)
             if len(results) != len(idx):
                 raise Errors.KafkaError(f"answered {len(results)} results for {len(idx)} ACLs")
@@ -295,9 +296,11 @@ class UserAdmin(LaneClient):
 
         chunks = self._acl_chunks(acls)
         out: list[KafkaItemError | None] = [None] * len(acls)
-        # one lane per broker: a broker's authorizer writes ACLs one request at a time, so a
-        # second lane to it would only hold another of its request threads
-        answers = self.fan_out(chunks, send, most=len(brokers))
+        # ZooKeeper mode: one lane per broker (a broker's authorizer writes ACLs one request at
+        # a time, so a second lane to it would only hold another of its request threads);
+        # KRaft mode: the controller orders every write, any number of lanes
+        most = len(self.brokers()) if self.writes_per_resource() else None
+        answers = self.fan_out(chunks, send, most=most)
         for idx, results in zip(chunks, answers, strict=True):
             for i, err in zip(idx, results, strict=True):
                 out[i] = err

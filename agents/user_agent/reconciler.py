@@ -38,7 +38,9 @@ from agents.common.status import StatusReporter
 from agents.common.tenancy import Tenancy, user_refusal
 
 from . import credentials as cred
+from .kafka_lanes import KafkaItemError
 from .plan import Issuing, quota_removals, removal_failures
+from .recent import RecentWrites, removed
 from .secret_store import SecretStore
 from .spec import spec_of
 from .sync import FINALIZER, SMALL_BATCH, Item, Run, UserSync
@@ -80,7 +82,8 @@ class UserReconciler:
         self.now = now
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="user-api")
         self.secrets = SecretStore(core, self.pool, (namespace, ca_cert), (namespace, ca_key))
-        self.sync = UserSync(kafka, core, self.secrets, self.pool, self._issuing)
+        self.recent = RecentWrites()
+        self.sync = UserSync(kafka, core, self.secrets, self.pool, self._issuing, self.recent)
         self.front = Front(
             noun="user",
             finalizer=FINALIZER,
@@ -220,6 +223,14 @@ class UserReconciler:
         described = call(
             "describe_client_quotas", lambda a: a.describe_quotas(users if small else None)
         )
+        for u, left in self.recent.left(users).items():  # quotas set a moment ago go too
+            if left.quotas and not isinstance(described.get(u), KafkaItemError):
+                described[u] = {**left.quotas, **(described.get(u) or {})}
         removals = quota_removals(users, described)
         quotas = call("alter_client_quotas", lambda a: a.alter_quotas(removals)) if removals else {}
-        return removal_failures(users, scram, acls, described, quotas)
+        failed = removal_failures(users, scram, acls, described, quotas)
+        at = self.recent.now()
+        for u in users:
+            if u not in failed:  # a ConfigMap declaring it again at once starts from nothing
+                self.recent.record(u, removed(f"User:{u}", at))
+        return failed

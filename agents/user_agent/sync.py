@@ -5,6 +5,11 @@ batch, or per user for small batches) -> resolve (referenced passwords, the clie
 plan (pure, :mod:`.plan`) -> finalizers -> validate quotas -> SCRAM credentials -> Secrets
 (written by a pool while ACLs and quotas go to Kafka) -> ACLs -> quotas -> Ready.
 
+Reads may lag writes Kafka accepted (a KRaft broker's copy of the metadata log, a ZooKeeper-mode
+broker's ACL cache): what the writes of a user left is remembered for a few seconds and stands
+in for what the next read says about that user (:mod:`.recent`), so a pass right after another
+neither writes the same again nor reports from a stale view.
+
 A user leaves the phases with its outcome on the :class:`~agents.common.front.Batch`: Error
 when its spec cannot be applied (Kafka's refusal of an item is ``KafkaRefused`` with Kafka's
 message), Pending while the clients CA is missing, a retry when an answer about it could not
@@ -38,6 +43,7 @@ from .plan import (
     referenced_password,
     status_extra,
 )
+from .recent import RecentWrites, left_by
 from .secret_store import Ref, SecretStore
 from .spec import SCRAM, TLS, UserSpec
 
@@ -84,10 +90,13 @@ class UserSync:
         secrets: SecretStore,
         pool: ThreadPoolExecutor,
         issuing: Callable[[], Issuing],
+        recent: RecentWrites | None = None,
     ):
-        """``issuing()``: how certificates are issued, asked once per batch (its ``now``)."""
+        """``issuing()``: how certificates are issued, asked once per batch (its ``now``);
+        ``recent``: what this agent's writes left in Kafka lately."""
         self.kafka, self.core, self.secrets, self.pool = kafka, core, secrets, pool
         self.issuing = issuing
+        self.recent = recent or RecentWrites()
 
     def phases(self) -> list[tuple[str, Callable[[list[Item], Run], list[Item]]]]:
         """(name, step) in order; each step takes the users still going and hands on those
@@ -158,6 +167,9 @@ class UserSync:
             "describe_client_quotas", lambda a: a.describe_quotas(names if small else None)
         )
         run.kafka = KafkaView.of(scram, acls, quotas, lambda p: p.removeprefix("User:"))
+        behind = self.recent.overlay(run.kafka, names)
+        if behind:
+            log.info("kafka's reads behind its accepted writes; the writes stand", users=behind)
         kept = []
         for it in items:
             why = run.kafka.unreadable.get(it.spec.name)
@@ -310,9 +322,11 @@ class UserSync:
     def apply_quotas(self, items: list[Item], run: Run) -> list[Item]:
         changes = {it.spec.name: it.plan.quota_ops for it in items if it.plan.quota_ops}
         if not changes:
+            self._remember(items, run)
             return items
         res = self.kafka.call("alter_client_quotas", lambda a: a.alter_quotas(changes))
         items = self._drop_refused(items, res, run, "quotas")
+        self._remember(items, run)
         for it in items:
             ops = it.plan.quota_ops
             if ops:
@@ -324,6 +338,19 @@ class UserSync:
                     removed=sorted(k for k, v in ops.items() if v is None),
                 )
         return items
+
+    def _remember(self, items: list[Item], run: Run) -> None:
+        """What the writes of ``items`` (every one of them accepted by Kafka) left."""
+        at = self.recent.now()
+        for it in items:
+            if (
+                it.plan.upsert
+                or it.plan.delete_scram
+                or it.plan.acl_create
+                or (it.plan.acl_delete or it.plan.quota_ops)
+            ):
+                left = left_by(it.plan, it.spec.name, it.spec.principal, run.kafka, at)
+                self.recent.record(it.spec.name, left)
 
     def _write_secret(self, it: Item) -> None:
         if it.plan.delete_secret:

@@ -7,9 +7,12 @@ import json
 import threading
 
 import pytest
+from kafka.errors import ClusterAuthorizationFailedError
+from kafka.protocol.metadata import ApiVersionsResponse
 
 from agents.common import logs
 from agents.common.informer import fingerprint
+from agents.common.kafka_mode import KRAFT, ZOOKEEPER, mode_of, mode_of_answer
 from agents.common.metrics import Metrics
 from agents.common.settings import Settings, base_parser
 from agents.common.status import paused, status_of
@@ -227,3 +230,29 @@ def test_spec_reader_parses_each_text_and_name_once():
     assert spec_of(obj) == spec_of(obj) == ("x: 1", "n")
     assert spec_of({"metadata": {"name": "n"}}) == (None, "n")
     assert calls == [("x: 1", "n"), (None, "n")]
+
+
+def api_versions(features=(), epoch=0, error_code=0) -> ApiVersionsResponse:
+    F = ApiVersionsResponse.FinalizedFeatureKey
+    return ApiVersionsResponse(
+        error_code=error_code,
+        api_keys=[],
+        throttle_time_ms=0,
+        supported_features=[],
+        finalized_features_epoch=epoch,
+        finalized_features=[F(name=n, max_version_level=1, min_version_level=1) for n in features],
+        zk_migration_ready=False,
+    )
+
+
+def test_the_metadata_mode_is_read_from_the_finalized_features():
+    """As the brokers answer: Kafka 3.9 in ZooKeeper mode finalizes no feature; Kafka 4.4 in
+    KRaft mode finalizes metadata.version (33) among others."""
+    assert mode_of([]) == ZOOKEEPER
+    assert mode_of(["group.version", "metadata.version"]) == KRAFT
+    assert mode_of_answer(api_versions()) == ZOOKEEPER
+    assert mode_of_answer(api_versions(["kraft.version", "metadata.version"], 37)) == KRAFT
+    # an epoch of -1: the broker does not know the features, which only ZooKeeper mode does
+    assert mode_of_answer(api_versions(["metadata.version"], -1)) == ZOOKEEPER
+    with pytest.raises(ClusterAuthorizationFailedError):
+        mode_of_answer(api_versions(error_code=ClusterAuthorizationFailedError.errno))

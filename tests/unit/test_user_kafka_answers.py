@@ -3,9 +3,16 @@ answers are built from kafka-python's own response classes)."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
 import pytest
 from kafka.errors import ClusterAuthorizationFailedError
 from kafka.protocol.admin import (
+    AlterClientQuotasRequest,
+    AlterUserScramCredentialsRequest,
+    CreateAclsRequest,
     DescribeAclsResponse,
     DescribeClientQuotasResponse,
     DescribeUserScramCredentialsResponse,
@@ -153,3 +160,68 @@ def test_acls_per_principal():
     ua = CannedAdmin(acl_answer([], AUTHZ, "not allowed"))
     with pytest.raises(ClusterAuthorizationFailedError):
         ua.describe_acls("User:bob")
+
+
+class RoutedAdmin(UserAdmin):
+    """UserAdmin of a cluster in ``mode`` with brokers 0-2 and controller 1, recording where
+    each request goes and answering every item with no error."""
+
+    def __init__(self, mode: str, lanes: int = 3):
+        self.max_lanes, self._mode, self._controller, self._brokers = lanes, mode, 1, [0, 1, 2]
+        self.sent: list[tuple[int, str]] = []
+        self._pool = ThreadPoolExecutor(lanes)
+        self.lock = threading.Lock()
+
+    def send(self, node_id, request, lane: int = 0):
+        with self.lock:
+            self.sent.append((node_id, type(request).__name__))
+        return ok_answer(request)
+
+
+def ok_answer(request):
+    if isinstance(request, AlterUserScramCredentialsRequest):
+        names = [x.name for x in [*request.upsertions, *request.deletions]]
+        return SimpleNamespace(
+            results=[SimpleNamespace(user=n, error_code=0, error_message=None) for n in names]
+        )
+    if isinstance(request, CreateAclsRequest):
+        return SimpleNamespace(
+            results=[SimpleNamespace(error_code=0, error_message=None) for _ in request.creations]
+        )
+    if isinstance(request, AlterClientQuotasRequest):
+        return SimpleNamespace(
+            entries=[
+                SimpleNamespace(
+                    entity=e.entity
+                    and [SimpleNamespace(entity_type="user", entity_name=e.entity[0].entity_name)],
+                    error_code=0,
+                    error_message=None,
+                )
+                for e in request.entries
+            ]
+        )
+    raise AssertionError(request)
+
+
+@pytest.mark.parametrize("mode", ["zookeeper", "kraft"])
+def test_writes_go_where_the_clusters_mode_needs_them(mode):
+    """ZooKeeper mode: SCRAM writes to the controller alone (another broker would answer
+    NOT_CONTROLLER), quotas and ACLs over the brokers. KRaft mode: every broker forwards
+    every write to the active controller, so every kind is spread over the brokers."""
+    ua = RoutedAdmin(mode)
+    try:
+        users = [f"u{i:03d}" for i in range(150)]
+        assert ua.alter_scram({u: "pw" for u in users}) == dict.fromkeys(users)
+        scram_nodes = {n for n, what in ua.sent if what == "AlterUserScramCredentialsRequest"}
+        assert scram_nodes == ({1} if mode == "zookeeper" else {0, 1, 2})
+        ua.sent.clear()
+        assert ua.alter_quotas({u: {"producer_byte_rate": 1.0} for u in users}) == dict.fromkeys(
+            users
+        )
+        assert {n for n, _ in ua.sent} == {0, 1, 2}
+        ua.sent.clear()
+        acls = [(2, f"t{i}", 3, f"User:u{i}", "*", 3, 3) for i in range(600)]
+        assert ua.create_acls(acls) == [None] * 600
+        assert {n for n, _ in ua.sent} == {0, 1, 2}
+    finally:
+        ua._pool.shutdown()

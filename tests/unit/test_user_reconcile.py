@@ -119,6 +119,9 @@ class FakeCore:
             raise ApiException(status=404, reason="Not Found")
         return Resp(self.secrets[name])
 
+    def list_namespaced_secret(self, namespace, _preload_content=False, **kw):
+        return Resp({"items": copy.deepcopy(list(self.secrets.values())), "metadata": {}})
+
     def create_namespaced_secret(self, namespace, body, field_manager=None, _preload_content=False):
         self.secrets[body["metadata"]["name"]] = copy.deepcopy(body)
         return Resp(body)
@@ -278,3 +281,129 @@ def test_a_deleted_user_kafka_could_not_describe_keeps_its_finalizer(world):
     admin.undescribed = set()
     assert outcomes(rec, ["b"]) == {"b": "ready"}
     assert "b" not in core.secrets and "b" not in admin.scram
+
+
+class LaggingAdmin(FakeAdmin):
+    """Kafka whose reads show the state of before the writes until ``catch_up()`` (a KRaft
+    broker's copy of the metadata log behind the controller's commit), counting writes."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[str] = []
+        self.seen = (dict(self.scram), {}, {})
+
+    def catch_up(self):
+        self.seen = (
+            copy.deepcopy(self.scram),
+            copy.deepcopy(self.acls),
+            copy.deepcopy(self.quotas),
+        )
+
+    def describe_scram(self, users=None):
+        return {u: v for u, v in self.seen[0].items() if users is None or u in users}
+
+    def describe_acls_of(self, principals):
+        return {p: set(self.seen[1].get(p, set())) for p in principals}
+
+    def describe_acls(self, principal=None):
+        return copy.deepcopy(self.seen[1])
+
+    def describe_quotas(self, users=None):
+        return {u: dict(q) for u, q in self.seen[2].items() if users is None or u in users}
+
+    def alter_scram(self, upserts=None, deletes=()):
+        self.writes.append("scram")
+        return super().alter_scram(upserts, deletes)
+
+    def create_acls(self, acls):
+        self.writes.append("create_acls")
+        for a in acls:
+            self.acls.setdefault(a[3], set()).add(a)
+        return [None for _ in acls]
+
+    def delete_acls(self, acls):
+        self.writes.append("delete_acls")
+        for a in acls:
+            self.acls.get(a[3], set()).discard(a)
+        return [None for _ in acls]
+
+    def delete_principal_acls(self, principals):
+        self.writes.append("delete_principal_acls")
+        for p in principals:
+            self.acls.pop(p, None)
+        return dict.fromkeys(principals)
+
+    def alter_quotas(self, changes, validate_only=False):
+        if not validate_only:
+            self.writes.append("quotas")
+            for u, ops in changes.items():
+                q = self.quotas.setdefault(u, {})
+                for k, v in ops.items():
+                    if v is None:
+                        q.pop(k, None)
+                    else:
+                        q[k] = v
+                if not q:
+                    self.quotas.pop(u)
+        return dict.fromkeys(changes)
+
+
+def lagging_world(clock) -> World:
+    w = World()
+    w.rec.close()
+    w.admin = LaggingAdmin()
+    w.rec = UserReconciler(FakeKafka(w.admin), w.reporter, w.core, w.cms.get, "kairn", NS)
+    w.rec.recent.clock = clock
+    return w
+
+
+@pytest.mark.parametrize("batch", [1, 30], ids=["small-batch", "large-batch"])
+def test_a_pass_right_after_writes_kafka_does_not_show_yet_writes_nothing_again(batch):
+    """Reads that lag accepted writes (docs/kraft.md): the second pass trusts the first
+    pass's writes, so it neither writes again nor reports from the stale read; once the
+    window is over, the read decides again and drift made in Kafka is set right."""
+    now = [1000.0]
+    w = lagging_world(lambda: now[0])
+    try:
+        spec = {**acl_spec("orders"), "quotas": {"producerByteRate": 1024}}
+        names = [f"u{i}" for i in range(batch)]
+        for name in names:
+            w.cms[name] = cm(name, spec)
+        assert set(outcomes(w.rec, names).values()) == {"ready"}
+        assert w.admin.writes == ["scram", "create_acls", "quotas"]
+        first = {n: w.reporter.written[n] for n in names}
+
+        w.admin.writes.clear()  # Kafka's reads still show nothing of the first pass
+        now[0] += 1
+        assert set(outcomes(w.rec, names).values()) == {"ready"}
+        assert w.admin.writes == []
+        assert {n: w.reporter.written[n][:3] for n in names} == {n: v[:3] for n, v in first.items()}
+
+        w.admin.catch_up()  # the reads show the writes; someone removes a quota by hand
+        w.admin.quotas.pop(names[0])
+        w.admin.catch_up()
+        now[0] += 1
+        assert set(outcomes(w.rec, names).values()) == {"ready"}
+        assert w.admin.writes == []  # within the window the write stands
+        now[0] += w.rec.recent.window
+        assert set(outcomes(w.rec, names).values()) == {"ready"}
+        assert w.admin.writes == ["quotas"]  # the read decides again: the drift is set right
+        assert w.admin.quotas[names[0]] == {"producer_byte_rate": 1024.0}
+    finally:
+        w.rec.close()
+
+
+def test_a_user_deleted_right_after_its_quotas_were_set_loses_them_too():
+    """The deletion's read of the quotas may not show quotas set a moment ago: what the
+    agent's own writes left is removed as well."""
+    now = [1000.0]
+    w = lagging_world(lambda: now[0])
+    try:
+        w.cms["u"] = cm("u", {**acl_spec("orders"), "quotas": {"producerByteRate": 1024}})
+        assert outcomes(w.rec, ["u"]) == {"u": "ready"}
+        w.cms["u"]["metadata"]["deletionTimestamp"] = "2026-06-01T00:00:00Z"
+        now[0] += 1
+        assert outcomes(w.rec, ["u"]) == {"u": "ready"}
+        assert w.admin.quotas == {} and w.admin.acls == {} and w.admin.scram == {}
+    finally:
+        w.rec.close()
