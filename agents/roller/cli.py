@@ -9,9 +9,12 @@ import sys
 import time
 
 from agents.common.logs import LineLogger
+from agents.scaling import cli as scaling
 
+from . import metadata_version, quorum
 from .kafka import Kafka
-from .model import KAFKA, ZOOKEEPER
+from .kraft_roll import KRaftRoller
+from .model import CONTROLLER, KAFKA, KRAFT, ZOOKEEPER
 from .run import Roller, RollError, Settings
 from .zk import TlsFiles, ZooKeeper, parse_nodes
 
@@ -42,7 +45,11 @@ def parser() -> argparse.ArgumentParser:
         "offline, a controller elected and ZooKeeper has a leader with all followers synced. "
         "`roll` restarts the pods whose revision is not their StatefulSet's updateRevision (or "
         "whose certificates were renewed): ZooKeeper followers, then the leader; brokers that "
-        "are not the controller, then the controller; never below min.insync.replicas. Every "
+        "are not the controller, then the controller; never below min.insync.replicas. In KRaft "
+        "mode (seen from the cluster: a controller StatefulSet, brokers answering as KRaft "
+        "brokers) preflight checks the metadata quorum instead of ZooKeeper, and `roll` "
+        "restarts controllers first (followers, then the quorum leader, each while every other "
+        "voter is caught up), then brokers, then applies --metadata-version. Every "
         "option falls back to the environment variable shown.",
     )
     arg = p.add_argument
@@ -57,6 +64,17 @@ def parser() -> argparse.ArgumentParser:
         "--zookeeper-statefulset",
         default=_env("ZOOKEEPER_STATEFULSET"),
         help="[KAIRN_ZOOKEEPER_STATEFULSET] (default <fullname>-zookeeper)",
+    )
+    arg(
+        "--controller-statefulset",
+        default=_env("CONTROLLER_STATEFULSET"),
+        help="the KRaft controllers' StatefulSet; set in KRaft mode [KAIRN_CONTROLLER_STATEFULSET]",
+    )
+    arg(
+        "--metadata-version",
+        default=_env("METADATA_VERSION", ""),
+        help="KRaft: the metadata.version to finalize after the roll (a feature level, a "
+        "version like 4.4-IV2 or a release like 4.4; empty: leave it) [KAIRN_METADATA_VERSION]",
     )
     arg(
         "--zookeeper-nodes",
@@ -87,7 +105,7 @@ def parser() -> argparse.ArgumentParser:
         choices=sorted(LEVELS),
         help="[KAIRN_LOG_LEVEL] (default info)",
     )
-    sub = p.add_subparsers(dest="command", metavar="preflight|roll")
+    sub = p.add_subparsers(dest="command", metavar="preflight|roll|rebalance")
     sub.required = True
     pre = sub.add_parser("preflight", help="refuse an upgrade of an unhealthy cluster")
     pre.add_argument(
@@ -105,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
         default=_bool(_env("ROLL_ALL", "false")),
         help="restart every pod, not only outdated ones [KAIRN_ROLL_ALL]",
     )
+    scaling.add_commands(sub)
     return p
 
 
@@ -113,17 +132,14 @@ class ConfigError(Exception):
 
 
 def _adapters(args, platform=None, log_fn=log):
-    for flag in ("bootstrap", "zookeeper_nodes", "tls_ca_file", "tls_cert_file", "tls_key_file"):
+    for flag in ("bootstrap", "tls_ca_file", "tls_cert_file", "tls_key_file"):
         if not getattr(args, flag):
             env = "KAIRN_" + flag.upper()
-            if flag == "zookeeper_nodes":
-                env = "KAIRN_ZOOKEEPER_NODES"
             raise ConfigError(f"--{flag.replace('_', '-')} ({env}) is required")
     tls = TlsFiles(args.tls_ca_file, args.tls_cert_file, args.tls_key_file, args.tls_check_hostname)
     for f in (tls.ca, tls.cert, tls.key):
         if not os.path.isfile(f):
             raise ConfigError(f"TLS file {f} does not exist")
-    zk = ZooKeeper(parse_nodes(args.zookeeper_nodes), tls)
     kafka = Kafka(args.bootstrap, tls)
     if platform is None:
         if not args.namespace:
@@ -132,16 +148,34 @@ def _adapters(args, platform=None, log_fn=log):
             raise ConfigError("--fullname (KAIRN_FULLNAME) is required")
         from .kube import KubePlatform
 
-        platform = KubePlatform(
-            args.namespace,
-            {
-                KAFKA: args.kafka_statefulset or f"{args.fullname}-kafka",
-                ZOOKEEPER: args.zookeeper_statefulset or f"{args.fullname}-zookeeper",
-            },
-            args.fullname or "",
-            log=log_fn,
-        )
-    return platform, kafka, zk
+        statefulsets = {
+            KAFKA: args.kafka_statefulset or f"{args.fullname}-kafka",
+            ZOOKEEPER: args.zookeeper_statefulset or f"{args.fullname}-zookeeper",
+        }
+        if args.controller_statefulset:
+            statefulsets[CONTROLLER] = args.controller_statefulset
+        platform = KubePlatform(args.namespace, statefulsets, args.fullname or "", log=log_fn)
+    mode = _mode(platform, kafka)
+    if mode == KRAFT:
+        return platform, kafka, None, mode
+    if not args.zookeeper_nodes:
+        raise ConfigError("--zookeeper-nodes (KAIRN_ZOOKEEPER_NODES) is required")
+    return platform, kafka, ZooKeeper(parse_nodes(args.zookeeper_nodes), tls), mode
+
+
+def _mode(platform, kafka) -> str:
+    """The metadata mode from the cluster itself (never from a flag a user can get wrong): a
+    controller StatefulSet, and the brokers' ApiVersions; refused when they disagree."""
+    try:
+        kafka_kraft = kafka.kraft()
+    except Exception as e:
+        log("metadata mode: Kafka not reachable", level="warning", error=_one_line(e))
+        kafka_kraft = None
+    mode, problems = quorum.metadata_mode(platform.deployed(CONTROLLER), kafka_kraft)
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    log("metadata mode", mode=mode, level="debug")
+    return mode
 
 
 def _one_line(e: Exception) -> str:
@@ -164,12 +198,20 @@ def main(argv: list[str] | None = None, platform=None, sleep=time.sleep) -> int:
     try:
         if args.pod_timeout <= 0:
             raise ConfigError("--pod-timeout must be positive")
-        platform, kafka, zk = _adapters(args, platform)
-        settings = Settings(pod_timeout=args.pod_timeout)
-        if args.command == "preflight":
-            return _preflight(Roller(platform, kafka, zk, settings, log), args.wait, sleep)
+        try:
+            wanted = metadata_version.resolve(args.metadata_version)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        platform, kafka, zk, mode = _adapters(args, platform)
+        settings = Settings(pod_timeout=args.pod_timeout, metadata_version=wanted)
+        kind = KRaftRoller if mode == KRAFT else Roller
+        if args.command == "preflight":  # then the scale-in guard (agents/scaling)
+            code = _preflight(kind(platform, kafka, zk, settings, log), args.wait, sleep)
+            return code or scaling.scale_in(args, platform, log, sleep=sleep)
+        if args.command == "rebalance":
+            return scaling.rebalance(args, platform, log, sleep=sleep)
         settings.roll_all = args.all_pods
-        roller = Roller(platform, kafka, zk, settings, log, sleep=sleep)
+        roller = kind(platform, kafka, zk, settings, log, sleep=sleep)
         try:
             roller.roll()
         except RollError as e:
@@ -181,7 +223,7 @@ def main(argv: list[str] | None = None, platform=None, sleep=time.sleep) -> int:
                 restarted=roller.restarted,
             )
             platform.event(
-                KAFKA if e.pod and "-kafka-" in e.pod else ZOOKEEPER,
+                roller.component_of(e.pod),
                 "RollFailed",
                 f"kairn-roller stopped at {e.pod}: {e.reason}",
                 warning=True,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from agents.pki import apply as pki_apply
 from agents.pki.model import Secret
 
-from .model import KAFKA, ZOOKEEPER, PodInfo
+from .model import CONTROLLER, KAFKA, ZOOKEEPER, PodInfo
 from .plan import parse_properties
 
 REVISION_LABEL = "controller-revision-hash"
@@ -102,6 +102,20 @@ class KubePlatform:
             self.sts[component], self.ns, _request_timeout=30
         )
 
+    def deployed(self, component: str) -> bool:
+        """The component's StatefulSet exists (KRaft mode: the controllers')."""
+        from kubernetes.client.rest import ApiException
+
+        if component not in self.sts:
+            return False
+        try:
+            self._sts(component)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
     def replicas(self, component: str) -> int:
         return int(self._sts(component).spec.replicas or 0)
 
@@ -172,9 +186,15 @@ class KubePlatform:
     def cert_renewed(self, component: str, pods: list[PodInfo]) -> set[str]:
         from kubernetes.client.rest import ApiException
 
-        name = f"{self.fullname}-{'kafka-brokers' if component == KAFKA else 'zookeeper-nodes'}"
-        if component not in (KAFKA, ZOOKEEPER):
+        # the PKI hook's component Secrets (the controllers': <fullname>-kafka-controllers)
+        secret = {
+            KAFKA: "kafka-brokers",
+            ZOOKEEPER: "zookeeper-nodes",
+            CONTROLLER: "kafka-controllers",
+        }
+        if component not in secret:
             return set()
+        name = f"{self.fullname}-{secret[component]}"
         try:
             s = self.core.read_namespaced_secret(name, self.ns, _request_timeout=30)
         except ApiException as e:

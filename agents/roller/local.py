@@ -64,6 +64,9 @@ class LocalPlatform:
         self.pod_revision[name] = self.update_revision(comp)
 
     # ---- Platform ---------------------------------------------------------------------------
+    def deployed(self, component: str) -> bool:
+        return component in (ZOOKEEPER, KAFKA)  # the ZooKeeper-mode harness has no controllers
+
     def replicas(self, component: str) -> int:
         return len(self._pods(component))
 

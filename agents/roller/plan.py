@@ -36,7 +36,7 @@ def restarts(
 # ---- order ----------------------------------------------------------------------------------
 
 
-def _health_rank(p: PodInfo) -> int:
+def health_rank(p: PodInfo) -> int:
     # broken pods first (a restart cannot make them worse and may fix them), then pods that are
     # up but not Ready, then Ready ones
     if not p.running:
@@ -50,7 +50,7 @@ def zookeeper_order(pending: Sequence[Restart], nodes: Mapping[int, ZkNode]) -> 
     def key(r: Restart):
         node = nodes.get(r.pod.ordinal)
         leader = node is not None and node.mode == "leader"
-        return (leader, _health_rank(r.pod), r.pod.ordinal)
+        return (leader, health_rank(r.pod), r.pod.ordinal)
 
     return sorted(pending, key=key)
 
@@ -62,7 +62,7 @@ def kafka_next(pending: Sequence[Restart], controller: int | None) -> Restart | 
     if not pending:
         return None
     return min(
-        pending, key=lambda r: (r.pod.ordinal == controller, _health_rank(r.pod), r.pod.ordinal)
+        pending, key=lambda r: (r.pod.ordinal == controller, health_rank(r.pod), r.pod.ordinal)
     )
 
 
@@ -194,12 +194,17 @@ def pod_problems(kind: str, pods: Sequence[PodInfo], replicas: int) -> list[str]
     return out
 
 
-def kafka_problems(view: KafkaView, replicas: int) -> list[str]:
+def kafka_problems(view: KafkaView, replicas: int, kraft: bool = False) -> list[str]:
+    """Brokers registered (and unfenced), partitions all led and in sync; in ZooKeeper mode a
+    controller elected too (in KRaft mode the quorum's leader is checked instead: brokers have
+    no controller role, and DescribeCluster names a broker there)."""
     out = []
     missing = sorted(set(range(replicas)) - view.brokers)
     if missing:
         out.append(f"brokers {missing} are not registered")
-    if view.controller is None or view.controller < 0:
+    if view.fenced:
+        out.append(f"brokers {sorted(view.fenced)} are fenced")
+    if not kraft and (view.controller is None or view.controller < 0):
         out.append("no active Kafka controller")
     offline = [p.name for p in view.partitions if p.leader < 0]
     under = [p.name for p in view.partitions if p.leader >= 0 and len(p.isr) < len(p.replicas)]

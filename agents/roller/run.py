@@ -18,6 +18,7 @@ from .model import KAFKA, ZOOKEEPER, KafkaView, PodInfo, Restart, ZkNode
 
 
 class Platform(Protocol):
+    def deployed(self, component: str) -> bool: ...
     def pods(self, component: str) -> list[PodInfo]: ...
     def update_revision(self, component: str) -> str: ...
     def replicas(self, component: str) -> int: ...
@@ -52,6 +53,7 @@ class Settings:
     roll_all: bool = False
     poll: float = 1.0  # between checks while waiting for a pod
     default_min_isr: int = 1
+    metadata_version: int | None = None  # KRaft: the feature level asked for (None: leave it)
 
 
 Log = Callable[..., None]
@@ -62,7 +64,7 @@ class Roller:
         self,
         platform: Platform,
         kafka: KafkaPort,
-        zookeeper: ZooKeeperPort,
+        zookeeper: ZooKeeperPort | None,
         settings: Settings,
         log: Log,
         sleep: Callable[[float], None] = time.sleep,
@@ -72,6 +74,10 @@ class Roller:
         self.log, self.sleep, self.clock = log, sleep, clock
         self.restarted: list[str] = []
         self.reconfigured: list[str] = []
+        self.components: dict[str, str] = {}  # pod name -> component, for Events
+
+    def component_of(self, pod: str | None) -> str:
+        return self.components.get(pod or "", KAFKA)
 
     # ---- preflight --------------------------------------------------------------------------
     def preflight(self) -> list[str]:
@@ -86,6 +92,8 @@ class Roller:
             problems += plan.kafka_problems(self.kafka.view(), replicas[KAFKA])
         except Exception as e:
             problems.append(f"Kafka is not reachable: {_short(e)}")
+        if self.s.metadata_version is not None:
+            problems.append("metadata.version can only be set in KRaft mode")
         return problems
 
     # ---- roll -------------------------------------------------------------------------------
@@ -106,6 +114,7 @@ class Roller:
         pods = self.p.pods(comp)
         renewed = self.p.cert_renewed(comp, pods)
         todo = plan.restarts(pods, rev, renewed, self.s.roll_all)
+        self.components.update({p.name: comp for p in pods})
         self.log(
             f"{comp}: {len(todo)} of {len(pods)} pods to restart",
             step="plan",
@@ -267,18 +276,7 @@ class Roller:
                 return f"pod on revision {pod.revision}, not {rev}"
             if not pod.ready:
                 return "pod not Ready" + ("" if pod.running else " (containers not running)")
-            if comp == ZOOKEEPER:
-                problems = plan.zookeeper_problems(self.zk.status(), replicas)
-                return "; ".join(problems) or None
-            view = self.kafka.view()
-            if old.ordinal not in view.brokers:
-                return f"broker {old.ordinal} not registered"
-            if view.unreadable:
-                return "; ".join(plan.unreadable_problems(view.unreadable))
-            behind = plan.out_of_sync(old.ordinal, view.partitions)
-            if behind:
-                return f"{len(behind)} partitions not in sync yet: {', '.join(behind[:5])}"
-            return None
+            return self._not_serving(comp, old, replicas)
 
         self._wait(old.name, missing, "the pod to be back and in sync", negate=True)
         self.log(
@@ -288,6 +286,24 @@ class Roller:
             pod=old.name,
             seconds=round(self.clock() - started, 1),
         )
+
+    def _not_serving(self, comp: str, old: PodInfo, replicas: int) -> str | None:
+        """What the restarted, Ready pod still lacks to count as back: a synced quorum member,
+        or a registered, unfenced broker with its partitions in sync."""
+        if comp == ZOOKEEPER:
+            problems = plan.zookeeper_problems(self.zk.status(), replicas)
+            return "; ".join(problems) or None
+        view = self.kafka.view()
+        if old.ordinal not in view.brokers:
+            return f"broker {old.ordinal} not registered"
+        if old.ordinal in view.fenced:
+            return f"broker {old.ordinal} is fenced"
+        if view.unreadable:
+            return "; ".join(plan.unreadable_problems(view.unreadable))
+        behind = plan.out_of_sync(old.ordinal, view.partitions)
+        if behind:
+            return f"{len(behind)} partitions not in sync yet: {', '.join(behind[:5])}"
+        return None
 
     def _wait(self, pod: str, check: Callable, what: str, negate: bool = False) -> None:
         """Poll ``check`` (truthy = done; with ``negate``, a string = what is missing)."""
