@@ -19,7 +19,8 @@ Modules (each documents its public API):
 - ``metrics``: the ``kairn_*`` Prometheus metrics and :class:`HealthServer` (Flask under
   waitress: /metrics, /healthz, /readyz).
 - ``kafka_admin``: :func:`admin_client` factory (TLS files from settings) and :class:`KafkaAccess`,
-  which counts requests in ``kairn_kafka_requests_total`` and reconnects after failures.
+  which counts requests in ``kairn_kafka_requests_total`` and reconnects after failures;
+  ``kafka_mode``: ZooKeeper or KRaft mode, from what the brokers report (ApiVersions).
 - ``agent``: :class:`Agent`, the shell of an entity agent (all of the above wired together),
   and ``agent_parser``.
 - ``front``: :class:`Front`, the part of a batch reconcile every kind shares (gone, deletion

@@ -13,6 +13,11 @@ the config change went through. What Kafka answers for each topic decides its st
 being unreachable raises, and the controller retries the batch with backoff without touching
 any status.
 
+Reads may lag writes Kafka accepted (a KRaft broker's copy of the metadata log): for a few
+seconds after a write, a read that does not show it yet makes the topic wait a moment with
+its status as it is, and config values Kafka accepted stand over the read (:mod:`.recent`).
+So a pass right after another neither writes again nor reports a stale state.
+
 Statuses are written as the work goes: after each chunk of created topics, so a person
 watching ``kubectl get cm -L kairn.dev/state`` sees topics turn Ready as Kafka creates them.
 """
@@ -40,6 +45,7 @@ from .diff import Plan, TopicState, applied, plan
 from .internal import internal_reason
 from .kafka_errors import verdict
 from .kafka_topics import Answer, TopicAdmin
+from .recent import RecentWrites
 from .resize import ReplicationFactorChanges
 from .spec import TopicSpec, parse
 
@@ -47,6 +53,7 @@ FINALIZER = "kairn.dev/topic"
 DELETION_POLICY = "kairn.dev/deletion-policy"
 CREATE_CHUNK = 200  # topics per CreateTopics request, at most
 MIN_CREATE_CHUNK = 10
+READ_BEHIND_WAIT = 0.5  # seconds before a topic whose read lags a write is looked at again
 # status keys every report carries on: what was applied, and the reassignment record
 KEEP_STATUS = ("topicName", "configKeys", "reassigning")
 
@@ -114,6 +121,7 @@ class TopicReconciler:
             log=log,
         )
         self.create_chunk = 50
+        self.recent = RecentWrites()
 
     def deletion_enabled(self, obj: dict) -> bool:
         policy = str(st.annotations(obj).get(DELETION_POLICY, "")).strip().lower()
@@ -221,6 +229,13 @@ class TopicReconciler:
                 self._kafka_answer(it, refused[it.spec.name], "describe", batch)
                 continue
             it.state = states.get(it.spec.name)
+            behind = self.recent.behind(it.spec.name, it.state)
+            if behind:  # looked at again shortly; its status stays as the last pass left it
+                log.info("topic read behind its accepted writes", name=it.key, why=behind)
+                batch.out[it.key] = Outcome("pending", requeue_after=READ_BEHIND_WAIT)
+                continue
+            if it.state is not None and self.recent.overlay(it.spec.name, it.state):
+                log.info("topic config read behind its accepted writes", name=it.key)
             if it.prev.get("reassigning") and it.state is not None:
                 reassigning.append(it)
                 continue
@@ -312,6 +327,9 @@ class TopicReconciler:
                     "replicas": it.plan.create["replication_factor"],
                 },
             )
+            for it in created:
+                create = it.plan.create
+                self.recent.created(it.spec.name, create["num_partitions"], create["configs"])
             # Ready means usable: every partition has a leader in the brokers' metadata
             waiting = self.admin.not_usable([it.spec.name for it in created]) if created else {}
             for it in created:
@@ -329,7 +347,7 @@ class TopicReconciler:
             o = {k: (AlterConfigOp.SET, v) for k, v in it.plan.config_set.items()}
             o.update({k: (AlterConfigOp.DELETE, None) for k in it.plan.config_delete})
             ops[it.spec.name] = o
-        return self._accepted(
+        altered = self._accepted(
             alters,
             self.admin.alter(ops) if ops else {},
             "change the config of",
@@ -337,9 +355,13 @@ class TopicReconciler:
             "topic config changed",
             lambda it: {"set": sorted(it.plan.config_set), "deleted": it.plan.config_delete},
         )
+        for it in altered:
+            config = {**dict.fromkeys(it.plan.config_delete), **it.plan.config_set}
+            self.recent.altered(it.spec.name, config)
+        return altered
 
     def _grow(self, grows: list[Item], batch: Batch) -> list[Item]:
-        return self._accepted(
+        grown = self._accepted(
             grows,
             self.admin.grow({it.spec.name: it.plan.partitions for it in grows}),
             "add partitions to",
@@ -347,6 +369,9 @@ class TopicReconciler:
             "partitions added",
             lambda it: {"partitions": it.plan.partitions},
         )
+        for it in grown:
+            self.recent.grown(it.spec.name, it.plan.partitions)
+        return grown
 
     def _accepted(self, items, answers, what, batch, event, fields) -> list[Item]:
         """The items whose answer in ``answers`` is a success, each logged as ``event`` with
