@@ -15,9 +15,9 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 
-from . import issue
+from . import issue, kraft
 from .model import FORCE_REPLACE, GENERATION, NEXT_KEY, RENEWED_AT, Desired, Secret
-from .plan import CAAction, IssueLeaf, Plan, same_certs
+from .plan import CAAction, CreateKRaftCluster, IssueLeaf, Plan, same_certs
 
 
 def _ts(t: datetime) -> str:
@@ -79,6 +79,9 @@ def execute(plan: Plan, desired: Desired, secrets: Mapping[str, Secret], now: da
     if agents and not same_certs(agents.get("ca.crt", b""), bundle):
         agents["ca.crt"] = issue.cert_pem(*bundle)
     _mark(w, desired, renewed, trust_changed, now)
+    for a in plan.actions:
+        if isinstance(a, CreateKRaftCluster):
+            w.d(a.secret).update(kraft.cluster_data(a.controllers))
     return w.result()
 
 

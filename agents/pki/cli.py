@@ -42,6 +42,7 @@ def parser() -> argparse.ArgumentParser:
     for name, dflt, what in (
         ("zookeeper-replicas", 3, "ZooKeeper pods"),
         ("kafka-replicas", 3, "Kafka brokers"),
+        ("controller-replicas", 0, "KRaft controllers (0 in ZooKeeper mode)"),
         ("cert-validity-days", Desired.validity_days, "leaf certificate validity"),
         ("cert-renewal-days", Desired.renewal_days, "renew leaves expiring within this many days"),
         ("ca-validity-days", Desired.ca_validity_days, "validity of a new CA"),
@@ -154,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             renewal_days=args.cert_renewal_days,
             ca_validity_days=args.ca_validity_days,
             kafka_extra_sans=tuple(args.extra_san),
+            controller_replicas=args.controller_replicas,
             release=args.cluster or "",
         )
-        if min(desired.zookeeper_replicas, desired.kafka_replicas) < 0:
+        if min(desired.zookeeper_replicas, desired.kafka_replicas, args.controller_replicas) < 0:
             raise PlanError("replicas cannot be negative")
         if min(desired.validity_days, desired.ca_validity_days, desired.renewal_days) < 1:
             raise PlanError("validity and renewal days must be at least 1")

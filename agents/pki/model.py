@@ -44,6 +44,8 @@ class Desired:
     renewal_days: int = DEFAULT_CERT_RENEWAL_DAYS
     ca_validity_days: int = 5 * 365  # like Strimzi: CAs live five years, leaves one
     kafka_extra_sans: tuple[str, ...] = ()  # e.g. external listener names; Kafka only
+    controller_replicas: int = 0  # KRaft controllers; 0 in ZooKeeper mode
+    controller_extra_sans: tuple[str, ...] = ()  # KRaft controllers only
     release: str = ""  # when set, written Secrets get the label kairn.dev/cluster: <release>
 
     @property
@@ -68,8 +70,14 @@ class Desired:
     def agents_cn(self) -> str:
         return f"{self.fullname}-agents"
 
+    @property
+    def kraft_secret(self) -> str:
+        """The KRaft cluster id and initial voters (agents/pki/kraft.py); KRaft mode only."""
+        return f"{self.fullname}-kraft-cluster"
+
     def components(self) -> list[Component]:
-        return [self._component("zookeeper"), self._component("kafka")]
+        found = [self._component("zookeeper"), self._component("kafka")]
+        return found + ([self._component("controller")] if self.controller_replicas else [])
 
     def _component(self, name: str) -> Component:
         f, ns, dom = self.fullname, self.namespace, self.cluster_domain
@@ -86,8 +94,19 @@ class Desired:
                 self.kafka_replicas,
                 self.kafka_extra_sans,
             ),
+            # KRaft controllers: no Service but their headless one; reached by pod name only
+            "controller": (
+                f"{f}-kafka-controllers",
+                None,
+                self.controller_replicas,
+                self.controller_extra_sans,
+            ),
         }[name]
-        shared = [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.{dom}"]
+        shared = (
+            [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.{dom}"]
+            if service
+            else []
+        )
         shared += ["localhost", *extra]
         pods = {}
         for i in range(n):
@@ -97,7 +116,10 @@ class Desired:
             pods[pod] = split_sans([*own, *shared, "127.0.0.1"])
         # Kafka brokers also accept users signed by the clients CA, so they trust both CAs.
         trusts = KINDS if name == "kafka" else ("cluster",)
-        return Component(name, headless, f"{f}-{name}", pods, trusts)
+        # Controllers carry the brokers' CN: one principal, the brokers' super user, for every
+        # node of the cluster (StandardAuthorizer checks controller-to-controller requests too).
+        cn = f"{f}-kafka" if name == "controller" else f"{f}-{name}"
+        return Component(name, headless, cn, pods, trusts)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from . import issue
+from . import issue, kraft
 from .model import FORCE_REPLACE, GENERATION, KINDS, LEAF_KEYS, NEXT_KEY, Desired, Secret
 
 STEPS = ("renew", "replace", "promote", "drop")
@@ -63,7 +63,14 @@ class SyncTrust:
     reason: str
 
 
-Action = CAAction | IssueLeaf | SyncTrust
+@dataclass(frozen=True)
+class CreateKRaftCluster:
+    secret: str  # <fullname>-kraft-cluster: a new cluster id and the initial voters
+    controllers: int
+    reason: str
+
+
+Action = CAAction | IssueLeaf | SyncTrust | CreateKRaftCluster
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,27 @@ def plan(
     copy = agents.data.get("ca.crt", b"") if agents else b""
     if agents and not same_certs(copy, cas["cluster"].bundle) and not cluster_changed:
         acts.append(SyncTrust(desired.agents_secret, "ca.crt differs from the cluster CA"))
+    if desired.controller_replicas:
+        try:
+            acts += _plan_kraft(desired, secrets.get(desired.kraft_secret))
+        except Bad as e:
+            errs.append(str(e))
     return Plan(tuple(acts), tuple(warns), tuple(errs))
+
+
+def _plan_kraft(d: Desired, found: Secret | None) -> list[Action]:
+    """The KRaft cluster Secret is created once and then only read: a new cluster id would make
+    every formatted volume refuse to start, so a damaged one is an error for a person to fix."""
+    if found is None:
+        return [CreateKRaftCluster(d.kraft_secret, d.controller_replicas, "missing")]
+    for key in (kraft.CLUSTER_ID, kraft.INITIAL_CONTROLLERS):
+        if not found.data.get(key):
+            raise Bad(
+                f"Secret {d.kraft_secret}: key {key} is missing; restore it from a backup (the "
+                "volumes are formatted with it), or delete the Secret and the volumes of every "
+                "controller and broker to start a new cluster"
+            )
+    return []
 
 
 def same_certs(pem: bytes, certs: list) -> bool:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from .apply import execute
 from .model import KINDS, Desired, Secret
-from .plan import CAAction, IssueLeaf, Plan, SyncTrust, plan
+from .plan import CAAction, CreateKRaftCluster, IssueLeaf, Plan, SyncTrust, plan
 from .store import SecretStore
 
 
@@ -21,7 +21,8 @@ def secret_names(d: Desired) -> list[str]:
     certificates, then leaves, so that a run that dies half-way leaves a state the next run
     either completes or names."""
     names = [d.ca_key_secret(k) for k in KINDS] + [d.ca_cert_secret(k) for k in KINDS]
-    return names + [c.secret for c in d.components()] + [d.agents_secret]
+    names += [c.secret for c in d.components()] + [d.agents_secret]
+    return names + ([d.kraft_secret] if d.controller_replicas else [])
 
 
 def describe(a) -> dict:
@@ -30,6 +31,8 @@ def describe(a) -> dict:
         return {"action": f"ca-{a.what}", "ca": a.kind, "reason": a.reason}
     if isinstance(a, IssueLeaf):
         return {"action": "issue", "secret": a.secret, "entry": a.prefix, "reason": a.reason}
+    if isinstance(a, CreateKRaftCluster):
+        return {"action": "create-kraft-cluster", "secret": a.secret, "reason": a.reason}
     assert isinstance(a, SyncTrust)
     return {"action": "sync-trust", "secret": a.secret, "reason": a.reason}
 

@@ -75,6 +75,61 @@ brokers or ZooKeeper nodes that nobody can scrape are not a healthy cluster.
       annotations:
         summary: "{{`{{ $value }}`}} active Kafka controllers in {{ .Release.Namespace }} (want exactly 1)"
         description: "Without a controller no leader moves and no topic changes; two mean a split brain. No series at all means no broker is scraped."
+{{- if include "kairn.kraft" . }}
+{{- $voters := int .Values.kafka.controller.replicas }}
+{{- $majority := add (div $voters 2) 1 }}
+- name: kairn-controllers
+  rules:
+    - alert: KafkaControllerQuorumLost
+      expr: count(kafka_server_raft_high_watermark{ {{- $ns }}}) < {{ $majority }} or absent(kafka_server_raft_high_watermark{ {{- $ns }}})
+      for: 1m
+      labels:
+        severity: critical
+      annotations:
+        summary: "The KRaft controller quorum in {{ .Release.Namespace }} has no majority"
+        description: "Fewer than {{ $majority }} of {{ $voters }} controllers serve: no metadata change (topics, leaders, ACLs, users) can be committed."
+    - alert: KafkaControllerOutOfQuorum
+      expr: count(kafka_server_raft_high_watermark{ {{- $ns }}}) < {{ $voters }}
+      for: 10m
+      labels:
+        severity: warning
+      annotations:
+        summary: "{{`{{ $value }}`}} of {{ $voters }} KRaft controllers serve in {{ .Release.Namespace }}"
+        description: "The quorum holds, but one more lost controller may break it."
+    # a controller whose log ends far behind the quorum's high watermark is not caught up: it
+    # cannot take over as leader, and a roll must not restart another controller meanwhile
+    - alert: KafkaControllerRaftLag
+      expr: max(kafka_server_raft_high_watermark{ {{- $ns }}}) - on() group_right() kafka_server_raft_log_end_offset{ {{- $ns }}} > 10000
+      for: 5m
+      labels:
+        severity: warning
+      annotations:
+        summary: "A KRaft controller is {{`{{ $value }}`}} records behind the quorum in {{ .Release.Namespace }}"
+        description: "Its metadata log does not catch up with the leader: check its pod's log and its disk."
+    - alert: KafkaControllerCommitLatencyHigh
+      expr: max(kafka_server_raft_commit_latency_avg_ms{ {{- $ns }}}) > 1000
+      for: 10m
+      labels:
+        severity: warning
+      annotations:
+        summary: "KRaft commits take {{`{{ $value }}`}} ms on average in {{ .Release.Namespace }}"
+        description: "Metadata changes (topics, leaders, ACLs, users) are slow: the controllers' disks or network are too slow or overloaded."
+    - alert: KafkaMetadataErrors
+      expr: max(delta(kafka_controller_kafkacontroller_metadataerrorcount{ {{- $ns }}}[15m])) > 0 or max(delta(kafka_server_broker_metadata_apply_errors{ {{- $ns }}}[15m])) > 0 or max(delta(kafka_server_broker_metadata_load_errors{ {{- $ns }}}[15m])) > 0
+      labels:
+        severity: critical
+      annotations:
+        summary: "Kafka in {{ .Release.Namespace }} failed to load or apply metadata records"
+        description: "A controller or broker hit an error in the metadata log: its view of the cluster may be wrong. Read the logs of the controllers and brokers."
+    - alert: KafkaFencedBrokers
+      expr: max(kafka_controller_kafkacontroller_fencedbrokercount{ {{- $ns }}}) > 0
+      for: 5m
+      labels:
+        severity: warning
+      annotations:
+        summary: "{{`{{ $value }}`}} Kafka brokers are fenced in {{ .Release.Namespace }}"
+        description: "A fenced broker is registered but leads and follows no partition: it stopped heartbeating to the controllers or has not caught up with the metadata log."
+{{- else }}
 - name: kairn-zookeeper
   rules:
     - alert: ZooKeeperQuorumLost
@@ -93,5 +148,6 @@ brokers or ZooKeeper nodes that nobody can scrape are not a healthy cluster.
       annotations:
         summary: "{{`{{ $value }}`}} of {{ .Values.zookeeper.replicas }} ZooKeeper nodes serve in {{ .Release.Namespace }}"
         description: "The quorum holds, but one more lost node may break it."
+{{- end }}
 {{- end }}
 {{- end -}}

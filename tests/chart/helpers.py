@@ -15,6 +15,9 @@ BIN = ROOT / ".tools" / "bin"
 HELMS = {"helm3": BIN / "helm", "helm4": BIN / "helm4"}
 # The values matrix: the defaults plus every chart/ci/*.yaml file.
 MATRIX = ["default", *sorted(p.stem for p in (CHART / "ci").glob("*.yaml"))]
+# The cases in KRaft mode (kafka.metadata.mode: kraft), and those with ZooKeeper
+KRAFT_CASES = ["kraft"]
+ZOOKEEPER_MATRIX = [c for c in MATRIX if c not in KRAFT_CASES]
 KUBE_VERSIONS = ["1.29.0", "1.34.0"]
 RELEASE, NAMESPACE = "kairn", "kairn-test"
 

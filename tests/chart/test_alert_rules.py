@@ -60,3 +60,38 @@ def test_a_wrong_expectation_fails_the_unit_tests(rules, tmp_path):
     (tmp_path / UNIT_TESTS.name).write_text(text)
     proc = run([PROMTOOL, "test", "rules", tmp_path / UNIT_TESTS.name])
     assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr
+
+
+KRAFT_UNIT_TESTS = ROOT / "tests" / "chart" / "promtool" / "kraft_alerts_test.yaml"
+
+
+@pytest.fixture(scope="module")
+def kraft_rules(tmp_path_factory):
+    """The KRaft-mode rules (chart/ci/kraft.yaml) beside a copy of their unit tests."""
+    folder = tmp_path_factory.mktemp("promtool-kraft")
+    rule = find(render("helm3", "kraft"), "PrometheusRule", "kairn")
+    (folder / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    shutil.copy(KRAFT_UNIT_TESTS, folder / KRAFT_UNIT_TESTS.name)
+    return folder
+
+
+def test_kraft_rules_have_the_controllers_and_no_zookeeper(kraft_rules):
+    groups = yaml.safe_load((kraft_rules / "rules.yaml").read_text())["groups"]
+    assert [g["name"] for g in groups] == ["kairn-agents", "kairn-kafka", "kairn-controllers"]
+    proc = run([PROMTOOL, "check", "rules", kraft_rules / "rules.yaml"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_promtool_unit_tests_fire_every_controller_alert(kraft_rules):
+    proc = run([PROMTOOL, "test", "rules", kraft_rules / KRAFT_UNIT_TESTS.name])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tests = yaml.safe_load(KRAFT_UNIT_TESTS.read_text())["tests"]
+    fired = {
+        case["alertname"]
+        for t in tests
+        for case in t.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    groups = yaml.safe_load((kraft_rules / "rules.yaml").read_text())["groups"]
+    (controllers,) = [g for g in groups if g["name"] == "kairn-controllers"]
+    assert fired == {r["alert"] for r in controllers["rules"]}

@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from tests.chart.helpers import CHART, MATRIX, NAMESPACE, ROOT, find, render
+from tests.chart.helpers import CHART, NAMESPACE, ROOT, ZOOKEEPER_MATRIX, find, render
 
 # the chart's fixed ports; the templates read them from this file
 PORTS = yaml.safe_load((CHART / "files" / "ports.yaml").read_text())
@@ -40,7 +40,7 @@ def overrides(args: list[str]) -> dict[str, str]:
     return dict(a.split("=", 1) for a in rest[1::2])
 
 
-@pytest.mark.parametrize("case", MATRIX)
+@pytest.mark.parametrize("case", ZOOKEEPER_MATRIX)
 def test_broker_config_is_shared_file_plus_per_pod_overrides(case):
     docs = render("helm3", case)
     sts = find(docs, "StatefulSet", "kairn-kafka")
@@ -67,7 +67,7 @@ def test_broker_config_is_shared_file_plus_per_pod_overrides(case):
         assert set(re.findall(r"\$\((\w+)\)", arg)) <= env
 
 
-@pytest.mark.parametrize("case", MATRIX)
+@pytest.mark.parametrize("case", ZOOKEEPER_MATRIX)
 def test_a_stunnel_file_per_pod(case):
     docs = render("helm3", case)
     for component, folder in (("kafka", "/etc/kafka/config"), ("zookeeper", "/etc/kairn/stunnel")):
@@ -85,7 +85,7 @@ def test_a_stunnel_file_per_pod(case):
             assert "verifyChain = yes" in conf
 
 
-@pytest.mark.parametrize("case", MATRIX)
+@pytest.mark.parametrize("case", ZOOKEEPER_MATRIX)
 def test_zookeeper_quorum_wiring(case):
     docs = render("helm3", case)
     n = find(docs, "StatefulSet", "kairn-zookeeper")["spec"]["replicas"]
@@ -106,7 +106,7 @@ def test_zookeeper_quorum_wiring(case):
         ]
 
 
-@pytest.mark.parametrize("case", MATRIX)
+@pytest.mark.parametrize("case", ZOOKEEPER_MATRIX)
 def test_broker_readiness_asks_its_own_tls_listener(case):
     docs = render("helm3", case)
     spec = find(docs, "StatefulSet", "kairn-kafka")["spec"]["template"]["spec"]

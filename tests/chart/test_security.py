@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chart.helpers import MATRIX, containers, pod_specs, render
+from tests.chart.helpers import KRAFT_CASES, MATRIX, containers, pod_specs, render
 
 ALLOWED_VOLUMES = {
     "configMap",
@@ -101,7 +101,10 @@ def kairn_violations(name: str, spec: dict) -> list[str]:
 @pytest.mark.parametrize("case", MATRIX)
 def test_every_pod_is_restricted(case):
     pods = dict(pod_specs(render("helm3", case)))
-    assert {"StatefulSet/kairn-kafka", "StatefulSet/kairn-zookeeper"} <= set(pods)
+    metadata = (
+        "StatefulSet/kairn-controller" if case in KRAFT_CASES else "StatefulSet/kairn-zookeeper"
+    )
+    assert {"StatefulSet/kairn-kafka", metadata} <= set(pods)
     problems = {
         name: restricted_violations(spec) + kairn_violations(name, spec)
         for name, spec in pods.items()
