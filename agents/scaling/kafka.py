@@ -29,6 +29,7 @@ class Snapshot:
     under_replicated: tuple[Key, ...] = ()
     racks: dict[int, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
+    sizes: dict[Key, int] = field(default_factory=dict)  # bytes, the largest replica's
 
 
 class ScalingKafka:
@@ -59,7 +60,25 @@ class ScalingKafka:
                 leaders[key] = p["leader_id"]
                 if set(p["isr_nodes"]) != set(p["replica_nodes"]):
                     short.append(key)
-        return Snapshot(brokers, layout, leaders, tuple(sorted(short)), racks, unreadable)
+        return Snapshot(
+            brokers, layout, leaders, tuple(sorted(short)), racks, unreadable, self.sizes()
+        )
+
+    def sizes(self) -> dict[Key, int]:
+        """Each partition's size on disk (its largest replica), from every broker's log
+        directories; empty when a broker would not tell (sizes only order the moves)."""
+        out: dict[Key, int] = {}
+        try:
+            answers = self.access.call("describe_log_dirs", lambda a: a.describe_log_dirs())
+            for answer in answers:
+                for log_dir in answer.get("log_dirs") or []:
+                    for topic in log_dir.get("topics") or []:
+                        for p in topic.get("partitions") or []:
+                            key = (topic["name"], p["partition_index"])
+                            out[key] = max(out.get(key, 0), int(p.get("partition_size") or 0))
+        except Exception:  # an answer of another shape: plan without sizes
+            return {}
+        return out
 
     def ongoing(self) -> set[Key]:
         return {(tp.topic, tp.partition) for tp in self.reassignments.partitions()}

@@ -122,7 +122,7 @@ class Rebalancer:
             busy = sorted({k[0] for k in ongoing})  # somebody else's: leave these topics alone
             fixed = {k for k in snap.layout if k[0] in busy}
             result = planning.rebalance(
-                snap.layout, snap.brokers, remove, snap.racks, fixed, into=into
+                snap.layout, snap.brokers, remove, snap.racks, fixed, snap.sizes, into
             )
             if isinstance(result, str):
                 raise ScalingError(result)
