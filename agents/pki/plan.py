@@ -30,7 +30,7 @@ renewal window is an error until a person asks for a step. Steps (one per CA per
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -316,3 +316,22 @@ def _leaf_reason(s, name, prefix, cn, dns, ips, signer, now, d: Desired) -> str:
     if issue.sans(cert) != (frozenset(dns), frozenset(ips)):
         return "SANs changed"
     return ""
+
+
+def stale_pod_entries(
+    keys: Iterable[str], statefulset: str, replicas: int, existing_pods: Iterable[str]
+) -> list[str]:
+    """Keys of a per-pod certificate Secret (``<pod>.crt``, ``.key``, ``.p12``,
+    ``.password``) that belong to pods a scale-in removed: an ordinal at or above
+    ``replicas`` whose pod no longer exists. A pod still running (a scale-in refused or not
+    applied yet) keeps its certificate, as does anything that is not a pod entry."""
+    alive = set(existing_pods)
+    out = []
+    for k in sorted(keys):
+        pod, _, suffix = k.rpartition(".")
+        head, _, ordinal = pod.rpartition("-")
+        if suffix not in LEAF_KEYS or head != statefulset or not ordinal.isdigit():
+            continue
+        if int(ordinal) >= replicas and pod not in alive:
+            out.append(k)
+    return out
