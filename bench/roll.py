@@ -11,11 +11,17 @@ Reports for each: wall time, controller elections (/controller_epoch), produce e
 acknowledged messages lost, max and p99 produce latency during the roll. Prints the figures
 and writes them to bench/results/roll.json.
 
-Run: .venv/bin/python bench/roll.py   (or `make bench`)
+With ``--mode kraft`` the same on the local KRaft cluster (devtools/kraft.py, Kafka 4): kairn
+rolls the 3 controllers (followers, the quorum leader last) then the 3 brokers; the naive roll
+takes controllers then brokers in ordinal order, each as soon as the previous process runs.
+Elections are the metadata quorum's leader epoch; results in bench/results/roll-kraft.json.
+
+Run: .venv/bin/python bench/roll.py [--mode kraft]   (or `make bench`)
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -28,11 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.roller import cli  # noqa: E402
+from agents.roller.kafka import Kafka  # noqa: E402
 from agents.roller.local import LocalPlatform  # noqa: E402
-from agents.roller.model import KAFKA  # noqa: E402
+from agents.roller.local_kraft import LocalKRaftPlatform  # noqa: E402
+from agents.roller.model import CONTROLLER, KAFKA  # noqa: E402
 from agents.roller.zk import TlsFiles, ZooKeeper  # noqa: E402
 from bench.roll_load import Load, lost  # noqa: E402
 from devtools.cluster import LocalCluster  # noqa: E402
+from devtools.kraft import KRaftCluster  # noqa: E402
 from devtools.waiting import wait_until  # noqa: E402
 
 TOPICS = ["bench.roll.a", "bench.roll.b"]
@@ -52,10 +61,15 @@ def client(c) -> dict:
     return {"bootstrap_servers": c.bootstrap(), **c.admin.ssl_kwargs()}
 
 
+def kraft(c) -> bool:
+    return isinstance(c, KRaftCluster)
+
+
 def all_in_sync(c) -> bool:
     admin = c.admin_client(request_timeout_ms=5000)
     try:
-        if {b["broker_id"] for b in admin.describe_cluster()["brokers"]} != set(range(c.brokers)):
+        brokers = admin.describe_cluster()["brokers"]
+        if {b["broker_id"] for b in brokers if not b.get("is_fenced")} != set(range(c.brokers)):
             return False
         return all(
             set(p["isr_nodes"]) == set(p["replica_nodes"])
@@ -66,16 +80,31 @@ def all_in_sync(c) -> bool:
         admin.close()
 
 
+def elections(c) -> int:
+    """Controller elections so far: /controller_epoch, or the KRaft quorum's leader epoch."""
+    if not kraft(c):
+        return zookeeper(c).controller_epoch()
+    k = Kafka(c.bootstrap(), tls(c))
+    try:
+        return k.quorum().epoch
+    finally:
+        k.close()
+
+
 def kairn_roll(c) -> dict:
-    platform = LocalPlatform(c)
-    platform.upgrade(KAFKA)
     t = tls(c)
     argv = [
         "--bootstrap", c.bootstrap(),
-        "--zookeeper-nodes", ",".join(f"{h}:{p}" for h, p in zookeeper(c).nodes),
         "--tls-ca-file", t.ca, "--tls-cert-file", t.cert, "--tls-key-file", t.key,
         "--tls-check-hostname", "false", "--log-level", "info", "roll",
     ]  # fmt: skip
+    if kraft(c):
+        platform = LocalKRaftPlatform(c)
+        platform.upgrade(CONTROLLER)
+    else:
+        platform = LocalPlatform(c)
+        argv = ["--zookeeper-nodes", ",".join(f"{h}:{p}" for h, p in zookeeper(c).nodes), *argv]
+    platform.upgrade(KAFKA)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         rc = cli.main(argv, platform=platform)
@@ -86,7 +115,7 @@ def kairn_roll(c) -> dict:
 
 
 def naive_roll(c) -> None:
-    for pod in c.kafka_pods:
+    for pod in c.nodes if kraft(c) else c.kafka_pods:  # KRaft: controllers, then brokers
         pod.stop()
         pod.start()
         wait_until(pod.running, 60, f"{pod.name} processes up")
@@ -95,8 +124,7 @@ def naive_roll(c) -> None:
 
 def measure(c, name: str, roll) -> dict:
     wait_until(lambda: all_in_sync(c), 300, "every partition in sync before the roll")
-    zk = zookeeper(c)
-    epoch_before = zk.controller_epoch()
+    epoch_before = elections(c)
     with Load(client(c), TOPICS, rate=RATE, tag=name) as load:
         wait_until(lambda: load.acked_count() >= RATE, 60, "the load to run")
         started = time.monotonic()
@@ -110,7 +138,7 @@ def measure(c, name: str, roll) -> dict:
         "roll": name,
         "wall_seconds": round(wall, 1),
         "until_in_sync_seconds": round(whole, 1),
-        "controller_elections": zk.controller_epoch() - epoch_before,
+        "controller_elections": elections(c) - epoch_before,
         "produce_errors": len(result.errors),
         "messages_sent": result.sent,
         "messages_acked": sum(len(v) for v in result.acked.values()),
@@ -122,9 +150,12 @@ def measure(c, name: str, roll) -> dict:
     }
 
 
-def main() -> int:
-    run_dir = ROOT / ".run" / "bench" / f"roll-{time.strftime('%Y%m%d-%H%M%S')}"
-    c = LocalCluster(run_dir)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="kairn's roll against a naive roll, under load")
+    p.add_argument("--mode", choices=["zookeeper", "kraft"], default="zookeeper")
+    mode = p.parse_args(argv).mode
+    run_dir = ROOT / ".run" / "bench" / f"roll-{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    c = KRaftCluster(run_dir) if mode == "kraft" else LocalCluster(run_dir)
     try:
         c.start()
         admin = c.admin_client()
@@ -158,9 +189,10 @@ def main() -> int:
         "latency_max_ms",
         "latency_p99_ms",
     ]
-    print(f"{'roll of 3 brokers under load':32}" + "".join(f"{r['roll']:>12}" for r in rows))
+    what = "3 controllers + 3 brokers" if mode == "kraft" else "3 brokers"
+    print(f"{'roll of ' + what + ' under load':40}" + "".join(f"{r['roll']:>12}" for r in rows))
     for col in cols:
-        print(f"{col:32}" + "".join(f"{r[col]:>12}" for r in rows))
+        print(f"{col:40}" + "".join(f"{r[col]:>12}" for r in rows))
     print(f"kairn wall time / naive wall time: {ratio:.2f}" if ratio else "")
     print(f"kairn / naive, until every partition is in sync again: {ratio_sync:.2f}")
     for r in rows:
@@ -169,6 +201,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
         "benchmark": "roll",
+        "mode": mode,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"cpus": __import__("os").cpu_count(), "python": host.python_version()},
         "load": {"rate_per_second": RATE, "topics": TOPICS, "partitions": 6, "rf": 3, "min_isr": 2},
@@ -176,8 +209,9 @@ def main() -> int:
         "kairn_over_naive_wall_time": round(ratio, 2) if ratio else None,
         "kairn_over_naive_until_in_sync": round(ratio_sync, 2),
     }
-    (RESULTS / "roll.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"written: {RESULTS / 'roll.json'}")
+    name = "roll-kraft.json" if mode == "kraft" else "roll.json"
+    (RESULTS / name).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written: {RESULTS / name}")
     return 0
 
 

@@ -186,6 +186,9 @@ class Kafka:
         from kafka.protocol.metadata import ApiVersionsRequest
 
         async def ask_each(admin, nodes):
+            # the client's own metadata must know every broker (it lags a restart), or it
+            # cannot open the connection
+            await admin._manager.cluster.refresh_metadata()
             out = {}
             for node in nodes:
                 # kafka-python has no per-node describe_features; its connection manager sends

@@ -117,7 +117,14 @@ class KRaftRoller(Roller):
         wanted = self.s.metadata_version
         if wanted is None:
             return
-        features = self.kafka.features()
+        read: list[Features] = []
+        # the brokers were just restarted: a read may fail until the client's metadata caught up
+        self._wait(
+            "metadata.version",
+            lambda: read.append(self.kafka.features()) or True,
+            "metadata.version to be readable",
+        )
+        features = read[-1]
         todo = mv.step(wanted, features.finalized)
         if todo is None:
             self.log(
