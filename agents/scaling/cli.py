@@ -42,10 +42,23 @@ def settings() -> Settings:
 
 
 def add_commands(sub) -> None:
-    sub.add_parser(
+    r = sub.add_parser(
         "rebalance",
         help="after a scale-out: move replicas and preferred leaders onto the new brokers "
         "(KAIRN_REBALANCE_BROKERS), throttled, one batch at a time, resumable",
+    )
+    r.add_argument(
+        "--requests",
+        action="store_true",
+        help="serve the release's `kairn.dev/type: rebalance` ConfigMaps instead: show each "
+        'plan, run it once approved (kairn.dev/approve: "true")',
+    )
+    r.add_argument("--once", action="store_true", help="with --requests: one pass, then exit")
+    r.add_argument(
+        "--interval",
+        type=float,
+        default=float(_env("REBALANCE_REQUESTS_INTERVAL_SECONDS", "10")),
+        help="with --requests: seconds between passes [KAIRN_REBALANCE_REQUESTS_INTERVAL_SECONDS]",
     )
 
 
@@ -110,7 +123,9 @@ def scale_in(args, platform, log, kafka=None, record=None, sleep=time.sleep) -> 
 
 def rebalance(args, platform, log, kafka=None, record=None, sleep=time.sleep) -> int:
     """The post-upgrade rebalance: waits for the values' brokers to register, then levels
-    replicas and leaders onto the new ones."""
+    replicas and leaders onto the new ones. With ``--requests``: :func:`serve_requests`."""
+    if getattr(args, "requests", False):
+        return serve_requests(args, log, kafka=kafka, record=record, sleep=sleep)
     into_env = _env("REBALANCE_BROKERS")
     into = [int(b) for b in into_env.split(",") if b.strip()] if into_env else None
     count = int(_env("KAFKA_REPLICAS", "0"))
@@ -144,5 +159,49 @@ def rebalance(args, platform, log, kafka=None, record=None, sleep=time.sleep) ->
         platform.event(KAFKA, "RebalanceFailed", f"kairn-roller rebalance: {e}", warning=True)
         print(f"kairn-roller: rebalance stopped: {e}", file=sys.stderr)
         return 1
+    finally:
+        kafka.close()
+
+
+def serve_requests(args, log, kafka=None, record=None, configmaps=None, sleep=time.sleep) -> int:
+    """Passes over the rebalance ConfigMaps (agents/scaling/requests.py) until killed, or
+    one with ``--once``."""
+    from .requests import handle
+
+    if configmaps is None:
+        from .kube import RebalanceConfigMaps
+
+        configmaps = RebalanceConfigMaps(args.namespace, _env("CLUSTER") or args.fullname)
+    kafka = kafka or kafka_for(args)
+    record = record or record_for(args)
+    config = settings()
+    try:
+        while True:
+            for cm in configmaps.list():
+                name = cm["metadata"]["name"]
+                try:
+                    outcome = handle(
+                        cm,
+                        kafka.snapshot,
+                        kafka.ongoing,
+                        lambda: Rebalancer(kafka, record, config, log, sleep),
+                        config.throttle_bytes,
+                    )
+                except Exception as e:  # Kafka away: the next pass tries again
+                    log("rebalance request not handled", level="warning", name=name, error=str(e))
+                    continue
+                if outcome is None:
+                    continue
+                log(
+                    "rebalance request",
+                    name=name,
+                    state=outcome.state,
+                    reason=outcome.reason,
+                    message=outcome.message,
+                )
+                configmaps.report(cm, outcome, approved_done=outcome.state != "Pending")
+            if args.once:
+                return 0
+            sleep(args.interval)
     finally:
         kafka.close()

@@ -53,3 +53,46 @@ class ConfigMapRecord:
 
     def clear(self) -> None:
         self.write([])
+
+
+class RebalanceConfigMaps:
+    """The release's ConfigMaps labelled ``kairn.dev/type: rebalance``, and their status."""
+
+    def __init__(self, namespace: str, release: str, api_client=None):
+        from kubernetes import client, config
+
+        if api_client is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api_client = client.ApiClient()
+        self.api = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.ns, self.release = namespace, release
+
+    def list(self) -> list[dict]:
+        selector = f"kairn.dev/cluster={self.release},kairn.dev/type=rebalance"
+        items = self.core.list_namespaced_config_map(
+            self.ns, label_selector=selector, _request_timeout=30
+        ).items
+        return [self.api.sanitize_for_serialization(cm) for cm in items]
+
+    def report(self, cm: dict, outcome, approved_done: bool) -> None:
+        """State label and status annotation; the approval is taken back once it ran."""
+        from agents.common.status import STATE_LABEL, STATUS_ANNOTATION, now_iso
+
+        status = {
+            "state": outcome.state,
+            "reason": outcome.reason,
+            "message": outcome.message[:1000],
+            "time": now_iso(),
+            **outcome.extra,
+        }
+        annotations: dict = {STATUS_ANNOTATION: json.dumps(status, sort_keys=True)}
+        if approved_done:
+            annotations["kairn.dev/approve"] = None
+        body = {"metadata": {"labels": {STATE_LABEL: outcome.state}, "annotations": annotations}}
+        self.core.patch_namespaced_config_map(
+            cm["metadata"]["name"], self.ns, body, _request_timeout=30
+        )
