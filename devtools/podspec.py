@@ -125,8 +125,8 @@ def _env(container: dict, pod: PodIdentity, sources: Sources) -> dict[str, str]:
             raise ValueError(f"{container['name']}: unsupported envFrom source {sorted(src)}")
         env |= {prefix + k: v for k, v in data.items()}
     for e in container.get("env", []):
-        if "value" in e:
-            env[e["name"]] = _expand(str(e["value"]), env)
+        if "value" in e or "valueFrom" not in e:  # the API drops an empty value: ""
+            env[e["name"]] = _expand(str(e.get("value", "")), env)
             continue
         source = e.get("valueFrom", {})
         if "fieldRef" in source:
