@@ -5,13 +5,16 @@ first, as Kafka describes it. :func:`rebalance` turns a layout into a :class:`Pl
 
 1. **Evacuate**: every replica on a broker being removed goes to a remaining broker that does
    not hold the partition yet: one on a rack the partition's other replicas do not use when
-   there is one, else the least-loaded one (fewest replicas, then lowest id).
-2. **Level replicas**: while the most-loaded broker holds two replicas more than the
-   least-loaded, one replica moves between them (the smallest partition first when sizes are
-   known, then by name), never onto a broker that holds the partition already and never to a
-   rack that leaves the partition on fewer racks. Each move lowers the spread, so the moves
-   are the fewest that level the counts: only brokers above the level give, only brokers
-   below it take.
+   there is one, else the least-loaded one (fewest replicas, then lowest id). Partitions with
+   the fewest possible destinations go first.
+2. **Level replicas**: while a broker holds two replicas more than another, load moves from
+   the one to the other: through a chain of *free* moves when there is one (a replica that is
+   being copied anyway, because it left a broker being removed, moves on at no cost), else
+   one replica from the most- to the least-loaded broker (the smallest partition first when
+   sizes are known, then by name). Never onto a broker that holds the partition already, and
+   never to a rack that leaves the partition on fewer racks. Only brokers above the level
+   give and only brokers below it take, so the copies are the fewest that level the counts
+   (the unit tests compare them with a min-cost flow).
 3. **Level preferred leaders**: the first replica of a list is the partition's preferred
    leader. While a broker leads two partitions more than another, leadership shifts along a
    chain of partitions (an augmenting path: each link puts another replica of the same
@@ -106,6 +109,7 @@ class _State:
 
     def __init__(self, layout: Layout, targets: list[int], racks: Mapping[int, str]):
         self.reps = {k: list(v) for k, v in layout.items()}
+        self.original = {k: set(v) for k, v in layout.items()}
         self.targets, self.racks = targets, racks
         self.load = replica_counts(layout, targets)
         self.on: dict[int, set[Key]] = {b: set() for b in targets}
@@ -182,9 +186,15 @@ def capacity_problem(layout: Layout, remaining: list[int]) -> str | None:
 
 
 def _evacuate(state: _State, removing: set[int], fixed: set[Key]) -> None:
-    for key in sorted(state.reps):
-        if key in fixed:
-            continue
+    def slack(key: Key) -> int:  # free destinations beyond the replicas that need one
+        reps = state.reps[key]
+        free = sum(1 for t in state.targets if t not in reps)
+        return free - sum(1 for b in reps if b in removing)
+
+    # the partitions with the fewest choices first, while the brokers they must use are
+    # still the least loaded: fewer copies for levelling to undo afterwards
+    todo = [k for k in state.reps if k not in fixed and removing & set(state.reps[k])]
+    for key in sorted(todo, key=lambda k: (slack(k), k)):
         for i, b in enumerate(state.reps[key]):
             if b not in removing:
                 continue
@@ -206,30 +216,67 @@ def _level_replicas(
     state: _State, receivers: list[int], fixed: set[Key], sizes: Mapping[Key, int]
 ) -> None:
     while True:
-        move = _levelling_move(state, receivers, fixed, sizes)
-        if move is None:
+        moves = _levelling_moves(state, receivers, fixed, sizes)
+        if not moves:
             return
-        key, src, dst = move
-        state.place(key, state.reps[key].index(src), dst)
+        for key, src, dst in moves:
+            state.place(key, state.reps[key].index(src), dst)
 
 
-def _levelling_move(
+def _levelling_moves(
     state: _State, receivers: list[int], fixed: set[Key], sizes: Mapping[Key, int]
-) -> tuple[Key, int, int] | None:
+) -> list[tuple[Key, int, int]]:
+    """The next moves that take one replica's worth of load from a broker to another two or
+    more below it: a chain of free moves when there is one (a replica being copied anyway,
+    off a broker being removed, moves on at no cost, so the chain copies nothing more), else
+    one move from the most- to the least-loaded broker, the smallest partition first."""
     givers = sorted(state.targets, key=lambda b: (-state.load[b], b))
     takers = sorted(receivers, key=lambda b: (state.load[b], b))
-    for src in givers:
-        for dst in takers:
-            if state.load[src] - state.load[dst] <= 1:
-                break
-            movable = [
-                k
-                for k in state.on[src]
-                if k not in fixed and dst not in state.reps[k] and state.rack_kept(k, src, dst)
-            ]
-            if movable:
-                return min(movable, key=lambda k: (sizes.get(k, 0), k)), src, dst
-    return None
+    pairs = [(s, d) for s in givers for d in takers if state.load[s] - state.load[d] > 1]
+    pairs.sort(key=lambda p: (state.load[p[1]] - state.load[p[0]], p))
+    for src, dst in pairs:
+        path = _free_path(state, src, dst, set(receivers), fixed)
+        if path:
+            return path
+    for src, dst in pairs:
+        movable = [
+            k
+            for k in state.on[src]
+            if k not in fixed and dst not in state.reps[k] and state.rack_kept(k, src, dst)
+        ]
+        if movable:
+            return [(min(movable, key=lambda k: (sizes.get(k, 0), k)), src, dst)]
+    return []
+
+
+def _free_path(
+    state: _State, src: int, dst: int, receivers: set[int], fixed: set[Key]
+) -> list[tuple[Key, int, int]]:
+    """The shortest chain of free moves from ``src`` to ``dst`` (each broker on the way
+    takes one replica and gives another); [] when there is none."""
+    parent: dict[int, tuple[int, Key] | None] = {src: None}
+    queue = deque([src])
+    while queue:
+        b = queue.popleft()
+        for key in sorted(state.on[b]):
+            if key in fixed or b in state.original[key]:
+                continue
+            for nxt in sorted(receivers):
+                if nxt in parent or nxt in state.reps[key]:
+                    continue
+                if not state.rack_kept(key, b, nxt):
+                    continue
+                parent[nxt] = (b, key)
+                if nxt == dst:
+                    path, cur = [], dst
+                    while parent[cur] is not None:
+                        prev, k = parent[cur]
+                        path.append((k, prev, cur))
+                        cur = prev
+                    # two links moving replicas of one partition could meet: not a chain
+                    return path[::-1] if len({k for k, _, _ in path}) == len(path) else []
+                queue.append(nxt)
+    return []
 
 
 def _level_leaders(state: _State, fixed: set[Key]) -> None:
