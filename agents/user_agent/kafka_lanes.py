@@ -15,8 +15,8 @@ ApiVersions' finalized features), never on a setting:
   resource's ZooKeeper node with a conditional write).
 - KRaft mode: every broker forwards every write to the active controller, which no client
   reaches, and answers once it is committed; reads come from the broker's own copy of the
-  metadata log. Reads go to one broker (the "home" broker, kept while it answers), writes of
-  every kind are spread over the brokers and lanes.
+  metadata log. Reads go to one broker (the "home" broker, kept while it is registered),
+  writes of every kind are spread over the brokers and lanes.
 
 Large batches are split into short requests (:meth:`LaneClient.split`) and spread over up to
 ``lanes`` connections (:meth:`LaneClient.fan_out`).
@@ -132,8 +132,11 @@ class LaneClient:
         raise_for(response.error_code, response.error_message, "DescribeCluster")
         if response.controller_id is None or response.controller_id < 0:
             raise Errors.NodeNotReadyError("the cluster has no active controller")
-        self._controller = response.controller_id
         self._brokers = sorted(b.broker_id for b in response.brokers)
+        # KRaft mode: the home broker stays while it is registered (the answer names a random
+        # broker each time); ZooKeeper mode: the active controller as it is now
+        if not (self._mode == KRAFT and self._controller in self._brokers):
+            self._controller = response.controller_id
         return {
             "cluster_id": response.cluster_id,
             "controller_id": response.controller_id,
