@@ -1,9 +1,11 @@
 """kairn-roller in KRaft mode against a real Kafka 4 cluster (devtools/kraft.py: 3 controllers,
 node ids 100-102, and 3 brokers), with the command's own code and a Platform where deleting a
-pod stops its process and starts it again (agents.roller.local_kraft).
+pod stops its process and starts it again (agents.roller.local_kraft). What behaves the same in
+both modes (nothing outdated, renewed certificates, min.insync.replicas, preflight on a broker
+down) is in test_roller.py, parametrized over both, on this module's cluster.
 
 The cluster is formatted at metadata.version 4.0 (feature level 25), so the roll can raise it.
-One cluster for the module; the tests run in file order and each leaves every node up."""
+The tests run in file order and each leaves every node up."""
 
 from __future__ import annotations
 
@@ -91,8 +93,7 @@ def heal(c) -> None:
     wait_until(lambda: healthy(c), 240, "every node back, partitions in sync, quorum caught up")
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def start_cluster() -> KRaftCluster:
     c = KRaftCluster(new_run_dir("kraft-roller"), release_version=FORMATTED_AT)
     started = time.monotonic()
     try:
@@ -113,9 +114,44 @@ def cluster():
         finally:
             admin.close()
         heal(c)
-        yield c
-    finally:
+    except BaseException:
         c.stop(grace=5)
+        raise
+    return c
+
+
+# One KRaft cluster for this module and the KRaft cases of test_roller.py (parametrized over
+# both modes). pytest keeps one fixture per module that defines or imports it, so the cluster
+# lives here, shared, and stops after this module (which runs after test_roller.py), or at the
+# end of the session when only test_roller.py ran.
+_SHARED: dict[str, KRaftCluster] = {}
+
+
+def _stop_shared() -> None:
+    c = _SHARED.pop("cluster", None)
+    if c is not None:
+        c.stop(grace=5)
+
+
+@pytest.fixture(scope="session")
+def roller_kraft_cluster():
+    if "cluster" not in _SHARED:
+        _SHARED["cluster"] = start_cluster()
+    try:
+        yield _SHARED["cluster"]
+    finally:
+        _stop_shared()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_after_this_module():
+    yield
+    _stop_shared()
+
+
+@pytest.fixture
+def cluster(roller_kraft_cluster):
+    return roller_kraft_cluster
 
 
 @pytest.fixture
@@ -135,12 +171,6 @@ def test_preflight_sees_kraft_mode_and_passes(cluster, platform, capsys):
     assert rc == 0, err
     assert '"mode": "kraft"' in err
     assert read(cluster, "features").finalized == 25
-
-
-def test_nothing_outdated_restarts_nothing(cluster, platform, capsys):
-    rc, err = run(cluster, platform, "roll", capsys=capsys)
-    assert rc == 0, err
-    assert platform.deleted == []
 
 
 def test_preflight_refuses_a_metadata_version_no_node_supports(cluster, platform, capsys):
@@ -237,28 +267,6 @@ def test_a_controller_killed_mid_roll_stops_it_cleanly_then_it_completes(cluster
     assert all(down == [] for down in platform.down_at_delete.values())
     assert result.errors == []
     assert lost(client(cluster), result) == dict.fromkeys(TOPICS, 0)
-
-
-def test_a_broker_down_fails_preflight_and_blocks_the_roll_below_min_isr(cluster, platform, capsys):
-    down = 1
-    cluster.broker_nodes[down].stop()
-    wait_until(lambda: not healthy(cluster), 60, "partitions to lose an in-sync replica")
-    rc, err = run(cluster, platform, "preflight", capsys=capsys)
-    assert rc == 1
-    lines = [x for x in err.splitlines() if x.startswith("kairn-roller: preflight:")]
-    assert any(f"kafka pod kairn-kafka-{down} is not Ready" in x for x in lines), lines
-    assert any(
-        f"brokers [{down}] are fenced" in x or f"brokers [{down}] are not registered" in x
-        for x in lines
-    ), lines
-    assert any("under-replicated partitions: " in x for x in lines), lines
-    platform.upgrade(KAFKA)
-    platform.mark_current(f"kairn-kafka-{down}")  # its replacement is what failed to come back
-    rc, err = run(cluster, platform, "roll", pod_timeout=8, capsys=capsys)
-    assert rc == 1
-    last = err.strip().splitlines()[-1]
-    assert "may not restart" in last and "min.insync.replicas=2" in last, last
-    assert platform.deleted == []
 
 
 def test_a_controller_down_fails_preflight_until_it_is_back(cluster, platform, capsys):
