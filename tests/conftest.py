@@ -1,4 +1,5 @@
-"""Fixtures shared by every tier: the real Kafka cluster (`kafka_cluster`) and the local control
+"""Fixtures shared by every tier: the real Kafka clusters (`kafka_cluster` in ZooKeeper mode,
+`kraft_cluster` in KRaft mode) and the local control
 plane (`kube`, `api`, `core`, `namespace` from devtools/kube/pytest_plugin.py) are each started
 once per session, on first use."""
 
@@ -46,6 +47,23 @@ def kafka_cluster() -> LocalCluster:
     finally:
         # Nothing after the session needs the brokers' controlled shutdown, and the last broker
         # standing can only wait it out (see LocalCluster.stop): 5 s instead of 15 per tier.
+        cluster.stop(grace=5)
+
+
+@pytest.fixture(scope="session")
+def kraft_cluster():
+    """Kafka 4 in KRaft mode (devtools/kraft.py): 3 controllers + 3 brokers, mutual TLS,
+    StandardAuthorizer; one per session, started on first use (about 40 s)."""
+    from devtools.kraft import KRaftCluster
+
+    cluster = KRaftCluster(new_run_dir("kraft"))
+    _clusters.append(cluster)
+    started = time.monotonic()
+    try:
+        cluster.start()
+        cluster.startup_seconds = time.monotonic() - started
+        yield cluster
+    finally:
         cluster.stop(grace=5)
 
 

@@ -1,12 +1,12 @@
 """What the agents' Kafka client (kafka-python, as pinned in constraints.txt) can still do with
 Kafka 4, which removed old protocol versions (KIP-896): the agents' own adapters against a
 real KRaft cluster (devtools/kraft.py: 3 controllers, 3 brokers, mutual TLS, StandardAuthorizer).
-docs/kraft.md holds the table these tests back. The cluster is started once for this module."""
+docs/kraft.md holds the table these tests back. The cluster (``kraft_cluster``, tests/conftest.py)
+is the session's, shared with the agents' tests in KRaft mode."""
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -53,9 +53,7 @@ from agents.user_agent.acls import acl_of
 from agents.user_agent.kafka_users import SCRAM_SHA_512, UserAdmin
 from agents.user_agent.spec import AclRule
 from devtools.clients import consume, produce, scram_kwargs
-from devtools.kraft import KRaftCluster
 from devtools.waiting import wait_until
-from tests.conftest import new_run_dir
 
 # Every request the agents, hooks and test clients send, by the adapter that sends it.
 USED = {
@@ -90,19 +88,6 @@ USED = {
     "SaslHandshake": SaslHandshakeRequest,
     "SaslAuthenticate": SaslAuthenticateRequest,
 }
-
-
-@pytest.fixture(scope="module")
-def kraft_cluster():
-    """Kafka 4 in KRaft mode, started once for this module (about 40 s)."""
-    cluster = KRaftCluster(new_run_dir("kraft"))
-    started = time.monotonic()
-    try:
-        cluster.start()
-        cluster.startup_seconds = time.monotonic() - started
-        yield cluster
-    finally:
-        cluster.stop(grace=5)
 
 
 def client_config(cluster) -> dict:
