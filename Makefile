@@ -64,7 +64,7 @@ up: $(STAMP) ## start the local playground cluster in the background and print h
 down: $(STAMP) ## stop the local playground, leaving nothing running
 	@$(PY) -m devtools.playground down
 
-bench: $(STAMP) ## run the benchmarks; figures printed and written to bench/results/
+bench: $(STAMP) ## run the benchmarks (the agents' in ZooKeeper and KRaft mode); figures printed and written to bench/results/
 	@scripts/run-bench.sh
 
 lock: ## re-resolve constraints.txt from requirements.txt (needs the registry)

@@ -12,10 +12,13 @@
    /readyz answers 200 (list, describe every topic and its config, nothing to change). Then the
    same agent's periodic resync (KAIRN_RESYNC_SECONDS) is timed from its log.
 
-Runs the real parts: the harness's TLS Kafka cluster (3 ZooKeeper + 3 brokers from the chart)
-and the local control plane. Prints the figures and writes bench/results/topic_agent.json.
+Runs the real parts against each metadata mode (``--mode``, default both, one after the other:
+bench/_modes.py): the harness's TLS Kafka cluster (3 ZooKeeper + 3 brokers from the chart) or
+the KRaft cluster of Kafka 4 (3 controllers + 3 brokers), and the local control plane. Prints
+the figures of each mode and a table of both, and writes bench/results/topic_agent.json.
 
-Run: .venv/bin/python bench/topic_agent.py [--topics 1000] [--changes 100] (or `make bench`)
+Run: .venv/bin/python bench/topic_agent.py [--topics 1000] [--changes 100]
+[--mode zookeeper|kraft|both] (or `make bench`)
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ sys.path.insert(0, str(ROOT))
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic  # noqa: E402
 from kubernetes import client  # noqa: E402
 
+from bench._modes import add_mode_flag, comparison, modes_of, new_cluster  # noqa: E402
 from bench._sampling import Sampler, cpu_seconds  # noqa: E402
-from devtools.cluster import LocalCluster  # noqa: E402
 from devtools.kube.controlplane import ControlPlane  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -129,7 +132,7 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, round(p / 100 * len(s)) - 1))]
 
 
-def baseline(cluster: LocalCluster, n: int, chunk: int = 200) -> float:
+def baseline(cluster, n: int, chunk: int = 200) -> float:
     """Seconds for one admin client to create n topics (1 partition, RF 3) in requests of
     ``chunk``; each request returns once its partitions have leaders."""
     admin = cluster.admin_client(request_timeout_ms=300_000)
@@ -143,6 +146,22 @@ def baseline(cluster: LocalCluster, n: int, chunk: int = 200) -> float:
         admin.close()
 
 
+ROWS = [
+    ("Kafka alone: create the topics (s)", "baseline_kafka_alone_seconds"),
+    ("agent cold start, all Ready (s)", "cold_start_seconds"),
+    ("cold start / Kafka alone", "cold_start_over_baseline"),
+    ("agent CPU in the cold start (s)", "cold_start_agent_cpu_seconds"),
+    ("first Ready (s)", "cold_start_ready_seconds.first"),
+    ("half Ready (s)", "cold_start_ready_seconds.half"),
+    ("spec change visible, p50 (s)", "change_latency_seconds.p50"),
+    ("spec change visible, p99 (s)", "change_latency_seconds.p99"),
+    ("restart to /readyz (s)", "restart_full_sync_seconds"),
+    ("periodic resync (s)", "periodic_resync_seconds"),
+    ("agent peak RSS (MiB)", "peak_rss_mib"),
+    ("load average (1 min) after the cold start", "load_average_1m_after_cold_start"),
+]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--topics", type=int, default=1000)
@@ -154,18 +173,33 @@ def main() -> int:
         help="broker heap; default: the harness' 384 MiB, more for many topics (each broker "
         "holds a replica of every topic: at 384 MiB they run out of heap near 3,400 topics)",
     )
+    add_mode_flag(ap)
     args = ap.parse_args()
+    results = {mode: run(mode, args) for mode in modes_of(args.mode)}
+    print(f"\ntopic agent, {args.topics} topics (1 partition, RF 3), by metadata mode:")
+    print(comparison(results, ROWS))
+    RESULTS.mkdir(parents=True, exist_ok=True)
     n = args.topics
-    work = ROOT / ".run" / f"bench-topic-agent-{os.getpid()}"
+    out = RESULTS / ("topic_agent.json" if n == 1000 else f"topic_agent_{n}.json")
+    if args.mode != "both":
+        out = out.with_name(f"{out.stem}_{args.mode}.json")
+    out.write_text(json.dumps({"modes": results}, indent=2) + "\n")
+    print(f"written to {out}")
+    return 0
+
+
+def run(mode: str, args) -> dict:
+    """Every step against a cluster of ``mode``: the figures."""
+    n = args.topics
+    print(f"=== {mode} mode")
+    work = ROOT / ".run" / f"bench-topic-agent-{os.getpid()}-{mode}"
     work.mkdir(parents=True)
     heap = args.kafka_heap_mb or max(384, n // 4)
-    cluster = LocalCluster(
-        work / "kafka", values={"kafka": {"heapOpts": f"-Xms{heap}m -Xmx{heap}m"}}
-    )
+    cluster = new_cluster(mode, work / "kafka", heap)
     kube = ControlPlane(work / "kube", nodes=1, die_with_parent=True)
     procs: list[subprocess.Popen] = []
-    result: dict = {"topics": n, "partitions": 1, "replicas": 3, "batch_size": args.batch_size}
-    result["kafka_heap_mb"] = heap
+    result: dict = {"mode": mode, "topics": n, "partitions": 1, "replicas": 3}
+    result.update(batch_size=args.batch_size, kafka_heap_mb=heap)
     try:
         cluster.start()
         result["baseline_kafka_alone_seconds"] = round(baseline(cluster, n), 2)
@@ -349,11 +383,7 @@ def main() -> int:
                 p.kill()
         kube.stop()
         cluster.stop()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / ("topic_agent.json" if n == 1000 else f"topic_agent_{n}.json")
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out}")
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ each) exist before the agent starts; the figure is the time from starting the ag
 every ConfigMap Ready, and the agent's peak resident memory meanwhile. Then a restart with
 everything in place: time until /readyz answers 200 (first full sync done, nothing to change).
 
-Runs the real parts: the harness's TLS Kafka cluster (3 ZooKeeper + 3 brokers from the chart)
-and the local control plane. Prints the figures and writes bench/results/user_agent.json.
+Runs the real parts against each metadata mode (``--mode``, default both, one after the other:
+bench/_modes.py): the harness's TLS Kafka cluster (3 ZooKeeper + 3 brokers from the chart) or
+the KRaft cluster of Kafka 4 (3 controllers + 3 brokers), and the local control plane. Prints
+the figures of each mode and a table of both, and writes bench/results/user_agent.json.
 
 Run: .venv/bin/python bench/user_agent.py [--users 1000] [--auth scram-sha-512|tls]
-(or `make bench`)
+[--mode zookeeper|kraft|both] (or `make bench`)
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from agents.common import status as st  # noqa: E402
 from agents.user_agent.acls import acl_of  # noqa: E402
 from agents.user_agent.kafka_users import UserAdmin  # noqa: E402
 from agents.user_agent.spec import parse  # noqa: E402
+from bench._modes import add_mode_flag, comparison, modes_of, new_cluster  # noqa: E402
 from bench._sampling import Sampler  # noqa: E402
-from devtools.cluster import LocalCluster  # noqa: E402
 from devtools.kube.controlplane import ControlPlane  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -78,12 +80,13 @@ def spec(i: int, auth: str = "scram-sha-512") -> str:
     )
 
 
-def kafka_baseline(work: Path, n: int, lanes: int = 4) -> dict[str, float]:
+def kafka_baseline(mode: str, work: Path, n: int, lanes: int = 4) -> dict[str, float]:
     """Kafka alone: the writes a cold start needs (n SCRAM credentials, then n x 5 ACLs, then
-    n quotas), sent by one UserAdmin with the agent's default lanes, to a cluster of its own
-    (ZooKeeper-mode brokers keep every change notification for 15 minutes and re-read them
-    all on each change, so a cluster that has just taken these writes is slower)."""
-    cluster = LocalCluster(work)
+    n quotas), sent by one UserAdmin with the agent's default lanes (routed for the mode as
+    the agent's are), to a cluster of its own (ZooKeeper-mode brokers keep every change
+    notification for 15 minutes and re-read them all on each change, so a cluster that has
+    just taken these writes is slower)."""
+    cluster = new_cluster(mode, work)
     cluster.start()
     ua = UserAdmin(
         {"bootstrap_servers": cluster.bootstrap().split(","), **cluster.admin.ssl_kwargs()},
@@ -160,18 +163,53 @@ def readyz(port: int) -> bool:
         return False
 
 
+ROWS = [
+    ("Kafka alone: SCRAM + ACLs + quotas (s)", "baseline_kafka_alone_seconds.total"),
+    ("Kafka alone: SCRAM (s)", "baseline_kafka_alone_seconds.scram"),
+    ("Kafka alone: ACLs (s)", "baseline_kafka_alone_seconds.acls"),
+    ("Kafka alone: quotas (s)", "baseline_kafka_alone_seconds.quotas"),
+    ("Kubernetes alone (s)", "baseline_kubernetes_alone_seconds"),
+    ("agent cold start, all Ready (s)", "cold_start_to_all_ready_seconds"),
+    ("cold start / Kafka alone", "cold_start_over_kafka_alone"),
+    ("cold start / (Kafka alone + Kubernetes alone)", "cold_start_over_baselines"),
+    ("agent CPU in the cold start (s)", "cold_start_agent_cpu_seconds"),
+    ("restart to /readyz (s)", "restart_to_ready_seconds"),
+    ("agent peak RSS (MiB)", "cold_start_peak_rss_mib"),
+    ("load average (1 min) at the end", "load_average_1m_at_end"),
+]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--auth", default="scram-sha-512", choices=["scram-sha-512", "tls"])
+    add_mode_flag(ap)
     args = ap.parse_args()
-    work = ROOT / ".run" / f"bench-user-agent-{os.getpid()}"
+    results = {mode: run(mode, args) for mode in modes_of(args.mode)}
+    print(f"\nuser agent, {args.users} users x 5 ACLs + quotas ({args.auth}), by metadata mode:")
+    print(comparison(results, ROWS))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = (
+        "" if args.auth == "scram-sha-512" and args.users == 1000 else f"-{args.auth}-{args.users}"
+    )
+    if args.mode != "both":
+        suffix += f"-{args.mode}"
+    (RESULTS / f"user_agent{suffix}.json").write_text(
+        json.dumps({"modes": results}, indent=2) + "\n"
+    )
+    return 0
+
+
+def run(mode: str, args) -> dict:
+    """Every step against clusters of ``mode``: the figures."""
+    print(f"=== {mode} mode")
+    work = ROOT / ".run" / f"bench-user-agent-{os.getpid()}-{mode}"
     work.mkdir(parents=True)
-    cluster = LocalCluster(work / "kafka")
+    cluster = new_cluster(mode, work / "kafka")
     kube = ControlPlane(work / "kube", nodes=1, die_with_parent=True)
     procs: list[subprocess.Popen] = []
     try:
-        kafka_alone = kafka_baseline(work / "kafka-baseline", args.users)
+        kafka_alone = kafka_baseline(mode, work / "kafka-baseline", args.users)
         print(f"baseline: Kafka alone, seconds: {kafka_alone}")
         cluster.start()
         kube.start()
@@ -269,6 +307,7 @@ def main() -> int:
         kube.stop()
         cluster.stop()
     figures = {
+        "mode": mode,
         "users": args.users,
         "acls_per_user": 5,
         "authentication": args.auth,
@@ -280,6 +319,7 @@ def main() -> int:
         # a cold start done with no overhead would take the Kafka writes one kind after the
         # other plus the Kubernetes writes: the agent's time as a multiple of that
         "cold_start_over_baselines": round(cold / (kafka_alone["total"] + kube_alone), 2),
+        "cold_start_over_kafka_alone": round(cold / kafka_alone["total"], 2),
         "cold_start_agent_cpu_seconds": round(cold_cpu, 1),
         "restart_to_ready_seconds": round(restart, 1),
         "restart_peak_rss_mib": round(restart_rss / 2**20, 1),
@@ -292,21 +332,16 @@ def main() -> int:
         "load_average_1m_at_end": round(load, 1),
         "logs": str(work),
     }
-    print(f"user agent: {args.users} users x 5 ACLs ({args.auth}) from a cold start")
+    print(f"user agent ({mode}): {args.users} users x 5 ACLs ({args.auth}) from a cold start")
     for k, v in figures.items():
         if k != "batches":
             print(f"  {k:34} {v}")
     for b in figures["batches"]:
         print(f"  batch {json.dumps(b)}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = (
-        "" if args.auth == "scram-sha-512" and args.users == 1000 else f"-{args.auth}-{args.users}"
-    )
-    (RESULTS / f"user_agent{suffix}.json").write_text(json.dumps(figures, indent=2) + "\n")
-    # keep the agent's logs of this run, drop the data of the cluster and control plane
+    # keep the agent's logs of this run, drop the data of the clusters and control plane
     for sub in ("kafka", "kafka-baseline", "kube"):
         shutil.rmtree(work / sub, ignore_errors=True)
-    return 0
+    return figures
 
 
 if __name__ == "__main__":
