@@ -99,6 +99,20 @@ class RecentWrites:
         with self._lock:
             self._left[user] = left
 
+    def record_plans(self, plans: Iterable[tuple[str, str, UserPlan]], view: KafkaView) -> None:
+        """Records what each (user, principal, plan) that changed something left, once Kafka
+        accepted all of it; ``view``: what the plans were made from."""
+        at = self.clock()
+        for user, principal, plan in plans:
+            if (
+                plan.upsert
+                or plan.delete_scram
+                or plan.acl_create
+                or plan.acl_delete
+                or (plan.quota_ops)
+            ):
+                self.record(user, left_by(plan, user, principal, view, at))
+
     def left(self, users: Iterable[str]) -> dict[str, Left]:
         """{user: what its recent writes left} for those of ``users`` written lately."""
         now = self.clock()

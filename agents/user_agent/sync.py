@@ -43,7 +43,7 @@ from .plan import (
     referenced_password,
     status_extra,
 )
-from .recent import RecentWrites, left_by
+from .recent import RecentWrites
 from .secret_store import Ref, SecretStore
 from .spec import SCRAM, TLS, UserSpec
 
@@ -341,16 +341,9 @@ class UserSync:
 
     def _remember(self, items: list[Item], run: Run) -> None:
         """What the writes of ``items`` (every one of them accepted by Kafka) left."""
-        at = self.recent.now()
-        for it in items:
-            if (
-                it.plan.upsert
-                or it.plan.delete_scram
-                or it.plan.acl_create
-                or (it.plan.acl_delete or it.plan.quota_ops)
-            ):
-                left = left_by(it.plan, it.spec.name, it.spec.principal, run.kafka, at)
-                self.recent.record(it.spec.name, left)
+        self.recent.record_plans(
+            [(it.spec.name, it.spec.principal, it.plan) for it in items], run.kafka
+        )
 
     def _write_secret(self, it: Item) -> None:
         if it.plan.delete_secret:
