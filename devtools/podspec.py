@@ -12,8 +12,9 @@ a container runtime would provide, so that a broken template breaks a local run:
   address; DNS names in ``hosts`` are rewritten to addresses (the harness has no resolver;
   the process-backed node resolves names through /etc/hosts instead);
 - images: image paths in IMAGE_PATHS are local folders (``/opt/kafka/bin`` of the apache/kafka
-  image is devtools/kafka-bin, the same main classes on the jars `make setup` fetched); the
-  kairn image's programs are on PATH;
+  image is devtools/kafka-bin, the same main classes on the jars `make setup` fetched: Kafka
+  3.9's, or Kafka 4's in devtools/kafka-bin4 for an apache/kafka:4.x image, see image_paths);
+  the kairn image's programs are on PATH;
 - environment: ``value``, the downward API fields, Secret and ConfigMap keys, ``$(VAR)``.
 """
 
@@ -27,11 +28,21 @@ from typing import Protocol
 from devtools import TOOLS
 
 KAFKA_BIN = Path(__file__).resolve().parent / "kafka-bin"
+KAFKA4_BIN = Path(__file__).resolve().parent / "kafka-bin4"
 # Paths inside the images that are files of this checkout here.
 IMAGE_PATHS = {
     "/opt/kafka/bin": KAFKA_BIN,
     "/opt/kairn/jmx": TOOLS / "jmx",
 }
+
+
+def image_paths(image: str) -> dict[str, Path]:
+    """IMAGE_PATHS for one container's image: the apache/kafka image of a 4.x tag runs
+    Kafka 4's jars (KRaft mode), every other Kafka image Kafka 3.9's."""
+    repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+    if repository.endswith("apache/kafka") and tag.startswith("4."):
+        return {**IMAGE_PATHS, "/opt/kafka/bin": KAFKA4_BIN}
+    return dict(IMAGE_PATHS)
 
 
 @dataclass(frozen=True)
@@ -257,7 +268,8 @@ def plan_pod(
 
     for c, init in containers:
         env = _env(c, pod, sources)
-        local = lambda s, env=env: localize(_expand(s, env), mounts, hosts, pod.address)  # noqa: E731
+        own = {**mounts, **image_paths(c.get("image", ""))}
+        local = lambda s, env=env, own=own: localize(_expand(s, env), own, hosts, pod.address)  # noqa: E731
         argv = [local(a) for a in c.get("command", []) + c.get("args", [])]
         env = {k: local(v) for k, v in env.items()}
         container = ContainerRun(

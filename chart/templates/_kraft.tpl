@@ -115,10 +115,17 @@ the format configuration from server.properties plus the pod's node.id.
         exit 0
       fi
       {{- if $controller }}
+      # the controllers' addresses, by node id - 100 (the initial voters are among them)
+      hosts=({{ range $i := until (int $ctx.Values.kafka.controller.replicas) }} {{ include "kairn.controller.fullname" $ctx }}-{{ $i }}.{{ include "kairn.controller.headless" $ctx }}.{{ include "kairn.svcDomain" $ctx }}{{ end }} )
       voters=
       for entry in ${INITIAL_CONTROLLERS//,/ }; do
         id=${entry%%:*}
-        voters="${voters:+$voters,}$id@{{ include "kairn.controller.fullname" $ctx }}-$(( id - {{ include "kairn.controller.idBase" $ctx }} )).{{ include "kairn.controller.headless" $ctx }}.{{ include "kairn.svcDomain" $ctx }}:{{ $ports.kafka.controller }}:${entry#*:}"
+        host=${hosts[id - {{ include "kairn.controller.idBase" $ctx }}]:-}
+        if [ -z "$host" ]; then
+          echo "format-storage: initial voter $id is not one of the ${#hosts[@]} controllers of kafka.controller.replicas" >&2
+          exit 1
+        fi
+        voters="${voters:+$voters,}$id@$host:{{ $ports.kafka.controller }}:${entry#*:}"
       done
       case ",$INITIAL_CONTROLLERS" in
         *",$node_id:"*) quorum=(--initial-controllers "$voters") ;;
@@ -128,6 +135,9 @@ the format configuration from server.properties plus the pod's node.id.
       quorum=(--no-initial-controllers)
       {{- end }}
       { printf '%s\n' "$(< /etc/kafka/config/server.properties)"; echo "node.id=$node_id"; } > /tmp/format.properties
+      {{- with $ctx.Values.kafka.metadata.formatVersion }}
+      quorum+=(--release-version {{ . | quote }})
+      {{- end }}
       exec /opt/kafka/bin/kafka-storage.sh format --cluster-id "$CLUSTER_ID" --config /tmp/format.properties "${quorum[@]}"
   env:
     - name: POD_INDEX
