@@ -57,9 +57,9 @@ cluster-down: $(STAMP) ## stop the local Kubernetes control plane
 lint: $(STAMP) ## ruff, yamllint, helm lint (Helm 3 and 4), hadolint
 	@scripts/lint.sh
 
-up: $(STAMP) ## start the local playground cluster in the background and print how to connect
+up: $(STAMP) ## start the local playground (MODE=kraft: KRaft mode, Kafka 4) and print how to connect
 	@[ ! -x $(BIN)/podman ] || scripts/image-build.sh
-	@KAIRN_NODE_RUNTIME=auto $(PY) -m devtools.playground up
+	@KAIRN_NODE_RUNTIME=auto $(PY) -m devtools.playground up $(if $(MODE),--mode $(MODE))
 
 down: $(STAMP) ## stop the local playground, leaving nothing running
 	@$(PY) -m devtools.playground down

@@ -8,6 +8,9 @@ It then declares a demo user through a ConfigMap, and a topic and a user from a 
 namespace (``team-a``, prefix ``team-a.``), writes client property files, kubectl/helm and Kafka
 tool wrappers into .run/playground/, and prints how to use them. ``down`` stops it
 all. Running ``up`` twice is harmless.
+
+``up --mode kraft`` (or KAIRN_MODE=kraft; `make up MODE=kraft`) installs the chart in KRaft mode
+instead: three KRaft controllers and three brokers of Kafka 4, no ZooKeeper.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from devtools import ROOT, TOOLS
-from devtools.chart import HARNESS_VALUES
+from devtools.chart import HARNESS_VALUES, deep_merge
 from devtools.cluster import KAFKA_LIBS
 from devtools.kube.controlplane import ControlPlane
 from devtools.waiting import wait_until
@@ -38,6 +41,11 @@ DEMO_USER = "demo"
 TENANT = "team-a"  # a tenant namespace: its topics and users are named under "team-a."
 TENANT_TOPIC, TENANT_USER = f"{TENANT}.events", f"{TENANT}.app"
 BOOTSTRAP = f"{RELEASE}-kafka-bootstrap.{NAMESPACE}.svc.cluster.local"
+MODES = ("zookeeper", "kraft")
+# KRaft mode: the chart's kafka.metadata.mode, controllers as small as the harness' brokers
+KRAFT_VALUES = {
+    "kafka": {"metadata": {"mode": "kraft"}, "controller": {"heapOpts": "-Xms192m -Xmx192m"}}
+}
 
 # command name -> Kafka main class (Kafka 3.9's own tools, from the jars `make setup` fetched)
 TOOLS = {
@@ -86,7 +94,7 @@ def _run(*argv: str, timeout: float = 900, input: str | None = None) -> str:
     return out.stdout
 
 
-def up() -> int:
+def up(mode: str = "zookeeper") -> int:
     cp = ControlPlane(KUBE_DIR, nodes=0, process_nodes=3)
     if (KUBE_DIR / "state.json").exists() and cp.load().running():
         print(_usage(json.loads((HOME / "connect.json").read_text())))
@@ -99,7 +107,8 @@ def up() -> int:
         cp.start()
         print(f"helm install {RELEASE} chart/ -n {NAMESPACE} ...", flush=True)
         values = HOME / "values.yaml"
-        values.write_text(yaml.safe_dump({**HARNESS_VALUES, "tenants": [{"namespace": TENANT}]}))
+        chosen = deep_merge(HARNESS_VALUES, KRAFT_VALUES) if mode == "kraft" else HARNESS_VALUES
+        values.write_text(yaml.safe_dump({**chosen, "tenants": [{"namespace": TENANT}]}))
         # a tenant's namespace exists before the release that lists it
         _run(str(BIN / "kubectl"), "create", "namespace", TENANT)
         _run(
@@ -116,6 +125,7 @@ def up() -> int:
         )
         cp.stop()
         raise
+    info["mode"] = mode
     info["seconds"] = round(time.monotonic() - started, 1)
     info["install_seconds"] = round(installed, 1)
     (HOME / "connect.json").write_text(json.dumps(info, indent=2))
@@ -268,10 +278,16 @@ def _write_wrappers(bin_dir: Path) -> None:
 def _usage(info: dict) -> str:
     b = info["bin"]
     took = f" in {info['seconds']} s" if "seconds" in info else ""
+    if info.get("mode") == "kraft":
+        what = """3 KRaft controllers (mutual TLS on CONTROLLER, a dynamic quorum) and 3 Kafka 4
+brokers (TLS listeners, SCRAM-SHA-512, StandardAuthorizer), no ZooKeeper, the topic and user agents.
+The Kafka tools below are Kafka 3.9's, which speak to Kafka 4 as well."""
+    else:
+        what = """3 ZooKeeper nodes (mutual TLS through stunnel), 3 Kafka 3.9 brokers
+(TLS listeners, SCRAM-SHA-512, ACL authorizer on), the topic and user agents."""
     return f"""
 kairn is up{took}: `helm install` of the chart on a local Kubernetes control plane whose pods
-run as local processes: 3 ZooKeeper nodes (mutual TLS through stunnel), 3 Kafka 3.9 brokers
-(TLS listeners, SCRAM-SHA-512, ACL authorizer on), the topic and user agents.
+run as local processes: {what}
 
   kubectl / helm        : {b}/kubectl get pods -n {NAMESPACE}
                           (or export KUBECONFIG={info["kubeconfig"]})
@@ -308,8 +324,14 @@ Stop everything with: make down
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="playground", description=__doc__)
     parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default=os.environ.get("KAIRN_MODE") or "zookeeper",
+        help="kafka.metadata.mode of the install [KAIRN_MODE] (default zookeeper)",
+    )
     args = parser.parse_args(argv)
-    return up() if args.command == "up" else down()
+    return up(args.mode) if args.command == "up" else down()
 
 
 if __name__ == "__main__":
