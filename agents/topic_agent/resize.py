@@ -13,8 +13,8 @@ its status annotation (``reassigning``) so that a kill at any line is resumed:
    the topic is reconciled again from a fresh state. A removal Kafka did not confirm is
    retried with the record kept, so a throttle never outlives the reassignment.
 
-Only topics of this agent's ConfigMaps are touched; another owner's reassignments (the
-rebalancer's) make new ones wait.
+Only topics of this agent's ConfigMaps are touched; another owner's reassignment of the same
+topic (the rebalancer's) makes its change wait, those of other topics do not.
 """
 
 from __future__ import annotations
@@ -35,16 +35,20 @@ class ReplicationFactorChanges:
 
     def start(self, items: list, batch) -> None:
         """Starts the replication-factor change of ``items`` (planned, not reassigning)."""
-        if self.reassignments.ongoing():
-            for it in items:
-                batch.report(
-                    it,
-                    PENDING,
-                    "WaitingForReassignment",
-                    "another partition reassignment is in progress; the replication factor "
-                    f"of {it.spec.name} changes after it",
-                    outcome=Outcome("pending", requeue_after=10),
-                )
+        # only a reassignment of the same topic makes it wait (a new one would replace it);
+        # the rebalancer's moves of other topics run alongside
+        busy = self.reassignments.ongoing()
+        for it in [it for it in items if it.spec.name in busy]:
+            batch.report(
+                it,
+                PENDING,
+                "WaitingForReassignment",
+                f"another partition reassignment of {it.spec.name} is in progress; its "
+                "replication factor changes after it",
+                outcome=Outcome("pending", requeue_after=10),
+            )
+        items = [it for it in items if it.spec.name not in busy]
+        if not items:
             return
         brokers = self.reassignments.brokers()
         targets, planned = {}, []
