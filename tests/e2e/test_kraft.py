@@ -7,6 +7,7 @@ Upgrades (the KRaft roll) are tested with the roller."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -31,6 +32,10 @@ KRAFT_VALUES = {
 
 @pytest.fixture(scope="module")
 def kraft() -> Install:
+    # the kairn commands from this checkout (an image built before a change to kairn-certs
+    # would run the old PKI hook); test_install.py covers the podman runtime
+    runtime = os.environ.get("KAIRN_NODE_RUNTIME")
+    os.environ["KAIRN_NODE_RUNTIME"] = "process"
     run_dir = new_run_dir("install-kraft")
     cp = ControlPlane(run_dir / "kube", nodes=0, process_nodes=3, die_with_parent=True)
     cp.start()
@@ -47,6 +52,10 @@ def kraft() -> Install:
         yield inst
     finally:
         cp.stop()
+        if runtime is None:
+            os.environ.pop("KAIRN_NODE_RUNTIME", None)
+        else:
+            os.environ["KAIRN_NODE_RUNTIME"] = runtime
 
 
 def test_kraft_install_runs_controllers_and_brokers_without_zookeeper(kraft):
