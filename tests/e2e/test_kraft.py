@@ -76,9 +76,8 @@ def test_kraft_install_runs_controllers_and_brokers_without_zookeeper(kraft):
     for name, node_id in [(f"{RELEASE}-controller-{i}", 100 + i) for i in range(3)] + [
         (f"{RELEASE}-kafka-{i}", i) for i in range(3)
     ]:
-        (pod_dir,) = kraft.pod_dirs(name)
-        (meta,) = pod_dir.rglob("meta.properties")
-        text = meta.read_text()
+        claim = kraft.cp.run_dir / "node" / "claims" / kraft.ns / f"data-{name}"
+        text = (claim / "data" / "meta.properties").read_text()
         assert f"cluster.id={cluster_id}" in text and f"node.id={node_id}\n" in text, name
 
 
