@@ -17,7 +17,7 @@ from datetime import datetime
 
 from . import issue, kraft
 from .model import FORCE_REPLACE, GENERATION, NEXT_KEY, RENEWED_AT, Desired, Secret
-from .plan import CAAction, CreateKRaftCluster, IssueLeaf, Plan, same_certs
+from .plan import CAAction, CreateKRaftCluster, DropEntries, IssueLeaf, Plan, same_certs
 
 
 def _ts(t: datetime) -> str:
@@ -82,7 +82,23 @@ def execute(plan: Plan, desired: Desired, secrets: Mapping[str, Secret], now: da
     for a in plan.actions:
         if isinstance(a, CreateKRaftCluster):
             w.d(a.secret).update(kraft.cluster_data(a.controllers))
+        elif isinstance(a, DropEntries):
+            _drop(w, a)
     return w.result()
+
+
+def _drop(w: _Work, a: DropEntries) -> None:
+    """A removed pod's certificate and key leave the Secret; its renewal mark too, so that a
+    pod of that name created by a later scale-out starts without one."""
+    data = w.d(a.secret)
+    for k in a.keys:
+        data.pop(k, None)
+    ann = w.a(a.secret)
+    marks = _marks(ann)
+    if any(p in marks for p in a.pods):
+        for p in a.pods:
+            marks.pop(p, None)
+        ann[RENEWED_AT] = json.dumps(marks, sort_keys=True, separators=(",", ":"))
 
 
 def _signing(w: _Work, d: Desired, kind: str) -> issue.KeyPair:

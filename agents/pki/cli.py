@@ -164,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             raise PlanError("validity and renewal days must be at least 1")
         if desired.renewal_days >= desired.validity_days:
             raise PlanError("--cert-renewal-days must be shorter than --cert-validity-days")
-        store = DirSecretStore(args.out_dir) if args.out_dir else KubeSecretStore(desired.namespace)
-        plan, written = run(store, desired, now, _steps(args), args.dry_run, log)
+        if args.out_dir:
+            store, pods = DirSecretStore(args.out_dir), None
+        else:
+            store = KubeSecretStore(desired.namespace)
+            pods = store.pod_names
+        plan, written = run(store, desired, now, _steps(args), args.dry_run, log, pods)
     except (PlanError, Conflict, ValueError) as e:
         log("failed", level="error", reason=str(e))
         print(f"kairn-certs: {e}", file=sys.stderr)

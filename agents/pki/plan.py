@@ -70,7 +70,18 @@ class CreateKRaftCluster:
     reason: str
 
 
-Action = CAAction | IssueLeaf | SyncTrust | CreateKRaftCluster
+@dataclass(frozen=True)
+class DropEntries:
+    """Certificates of pods a scale-in removed (stale_pod_entries): their keys leave the
+    Secret, and their renewal marks with them."""
+
+    secret: str
+    pods: tuple[str, ...]
+    keys: tuple[str, ...]
+    reason: str
+
+
+Action = CAAction | IssueLeaf | SyncTrust | CreateKRaftCluster | DropEntries
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,10 @@ def plan(
     secrets: Mapping[str, Secret],
     now: datetime,
     steps: Mapping[str, str] | None = None,
+    existing_pods: Iterable[str] | None = None,
 ) -> Plan:
+    """``existing_pods``: the names of the namespace's pods, to drop the certificates of pods
+    a scale-in removed; None (not known) drops nothing."""
     steps = steps or {}
     acts: list[Action] = []
     warns: list[str] = []
@@ -137,12 +151,29 @@ def plan(
     copy = agents.data.get("ca.crt", b"") if agents else b""
     if agents and not same_certs(copy, cas["cluster"].bundle) and not cluster_changed:
         acts.append(SyncTrust(desired.agents_secret, "ca.crt differs from the cluster CA"))
+    if existing_pods is not None:
+        acts += _plan_stale(desired, secrets, set(existing_pods))
     if desired.controller_replicas:
         try:
             acts += _plan_kraft(desired, secrets.get(desired.kraft_secret))
         except Bad as e:
             errs.append(str(e))
     return Plan(tuple(acts), tuple(warns), tuple(errs))
+
+
+def _plan_stale(d: Desired, secrets: Mapping[str, Secret], alive: set[str]) -> list[Action]:
+    """A DropEntries for each component Secret holding certificates of removed pods."""
+    out: list[Action] = []
+    for c in d.components():
+        found = secrets.get(c.secret)
+        if found is None or not c.pods:  # no pods wanted at all is another mode, not a scale-in
+            continue
+        keys = stale_pod_entries(found.data, f"{d.fullname}-{c.name}", len(c.pods), alive)
+        if keys:
+            pods = tuple(sorted({k.rpartition(".")[0] for k in keys}))
+            why = f"pod(s) removed by a scale-in to {len(c.pods)}"
+            out.append(DropEntries(c.secret, pods, tuple(keys), why))
+    return out
 
 
 def _plan_kraft(d: Desired, found: Secret | None) -> list[Action]:

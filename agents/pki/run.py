@@ -8,7 +8,7 @@ from datetime import datetime
 
 from .apply import execute
 from .model import KINDS, Desired, Secret
-from .plan import CAAction, CreateKRaftCluster, IssueLeaf, Plan, SyncTrust, plan
+from .plan import CAAction, CreateKRaftCluster, DropEntries, IssueLeaf, Plan, SyncTrust, plan
 from .store import SecretStore
 
 
@@ -33,6 +33,8 @@ def describe(a) -> dict:
         return {"action": "issue", "secret": a.secret, "entry": a.prefix, "reason": a.reason}
     if isinstance(a, CreateKRaftCluster):
         return {"action": "create-kraft-cluster", "secret": a.secret, "reason": a.reason}
+    if isinstance(a, DropEntries):  # key names only
+        return {"action": "drop", "secret": a.secret, "pods": list(a.pods), "reason": a.reason}
     assert isinstance(a, SyncTrust)
     return {"action": "sync-trust", "secret": a.secret, "reason": a.reason}
 
@@ -44,11 +46,20 @@ def run(
     steps: Mapping[str, str] | None = None,
     dry_run: bool = False,
     log: Callable[..., None] = lambda msg, **kv: None,
+    pods: Callable[[], list[str]] | None = None,
 ) -> tuple[Plan, dict[str, Secret]]:
-    """Plan and (unless dry_run) write. Returns the plan and the Secrets written."""
+    """Plan and (unless dry_run) write. Returns the plan and the Secrets written. ``pods``
+    lists the namespace's pod names (certificates of pods a scale-in removed are dropped);
+    when it fails, nothing is dropped and the run goes on."""
     names = secret_names(desired)
     current = {n: s for n in names if (s := store.get(n)) is not None}
-    p = plan(desired, current, now, steps or {})
+    existing = None
+    if pods is not None:
+        try:
+            existing = pods()
+        except Exception as e:  # certificates of removed pods wait for the next run
+            log("pods not listed", level="warning", error=type(e).__name__)
+    p = plan(desired, current, now, steps or {}, existing)
     for w in p.warnings:
         log("warning", level="warning", detail=w)
     if p.errors:

@@ -112,6 +112,11 @@ class KubeSecretStore:
             raise
         return _from_kube(obj)
 
+    def pod_names(self) -> list[str]:
+        """The namespace's pods (names only): whose certificates a scale-in made stale."""
+        pods = self.api.list_namespaced_pod(self.ns, _request_timeout=30).items
+        return [p.metadata.name for p in pods]
+
     def create(self, name: str, secret: Secret) -> Secret:
         body = self._body(name, secret)
         return self._call(name, self.api.create_namespaced_secret, self.ns, body)
