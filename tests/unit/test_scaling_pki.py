@@ -90,5 +90,5 @@ def test_a_pod_list_that_fails_drops_nothing_and_the_run_goes_on():
     def failing():
         raise OSError("API away")
 
-    p, written = run(store, THREE, NOW, pods=failing, log=lambda m, **kv: logged.append(m))
+    _, written = run(store, THREE, NOW, pods=failing, log=lambda m, **kv: logged.append(m))
     assert written == {} and "pods not listed" in logged
