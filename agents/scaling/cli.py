@@ -80,12 +80,12 @@ def kafka_for(args) -> ScalingKafka:
     return ScalingKafka(factory)
 
 
-def record_for(args):
+def record_for(args, suffix: str = "rebalance"):
     from .kube import ConfigMapRecord
 
     return ConfigMapRecord(
         args.namespace,
-        f"{args.fullname}-rebalance",
+        f"{args.fullname}-{suffix}",
         {"app.kubernetes.io/part-of": "kairn", "app.kubernetes.io/component": "rebalance"},
     )
 
@@ -165,7 +165,10 @@ def rebalance(args, platform, log, kafka=None, record=None, sleep=time.sleep) ->
 
 def serve_requests(args, log, kafka=None, record=None, configmaps=None, sleep=time.sleep) -> int:
     """Passes over the rebalance ConfigMaps (agents/scaling/requests.py) until killed, or
-    one with ``--once``."""
+    one with ``--once``. Between passes it watches them for ``--interval`` seconds, so an
+    approval is acted on at once; a pass that fails (the API or Kafka away) is logged and
+    the next one tries again. Its record is ``<fullname>-rebalance-requests``, apart from the
+    hooks' ``<fullname>-rebalance``, so that each resumes only its own batch after a kill."""
     from .requests import handle
 
     if configmaps is None:
@@ -173,35 +176,63 @@ def serve_requests(args, log, kafka=None, record=None, configmaps=None, sleep=ti
 
         configmaps = RebalanceConfigMaps(args.namespace, _env("CLUSTER") or args.fullname)
     kafka = kafka or kafka_for(args)
-    record = record or record_for(args)
+    record = record or record_for(args, "rebalance-requests")
     config = settings()
+    wait = getattr(configmaps, "wait", None)
     try:
         while True:
-            for cm in configmaps.list():
-                name = cm["metadata"]["name"]
-                try:
-                    outcome = handle(
-                        cm,
-                        kafka.snapshot,
-                        kafka.ongoing,
-                        lambda: Rebalancer(kafka, record, config, log, sleep),
-                        config.throttle_bytes,
-                    )
-                except Exception as e:  # Kafka away: the next pass tries again
-                    log("rebalance request not handled", level="warning", name=name, error=str(e))
-                    continue
-                if outcome is None:
-                    continue
-                log(
-                    "rebalance request",
-                    name=name,
-                    state=outcome.state,
-                    reason=outcome.reason,
-                    message=outcome.message,
-                )
-                configmaps.report(cm, outcome, approved_done=outcome.state != "Pending")
+            try:
+                found = configmaps.list()
+            except Exception as e:  # the API server away: the next pass tries again
+                log("rebalance requests not listed", level="warning", error=_one_line(e))
+                found = []
+            for cm in found:
+                _serve_one(cm, handle, kafka, record, config, configmaps, log, sleep)
             if args.once:
                 return 0
-            sleep(args.interval)
+            if wait is None:
+                sleep(args.interval)
+                continue
+            try:
+                wait(args.interval)
+            except Exception as e:
+                log("rebalance requests not watched", level="warning", error=_one_line(e))
+                sleep(args.interval)
     finally:
         kafka.close()
+
+
+def _serve_one(cm, handle, kafka, record, config, configmaps, log, sleep) -> None:
+    name = cm["metadata"]["name"]
+    try:
+        outcome = handle(
+            cm,
+            kafka.snapshot,
+            kafka.ongoing,
+            lambda: Rebalancer(kafka, record, config, log, sleep),
+            config.throttle_bytes,
+        )
+    except Exception as e:  # Kafka away: the next pass tries again
+        log("rebalance request not handled", level="warning", name=name, error=_one_line(e))
+        return
+    if outcome is None:
+        return
+    log(
+        "rebalance request",
+        name=name,
+        state=outcome.state,
+        reason=outcome.reason,
+        message=outcome.message,
+    )
+    try:
+        configmaps.report(cm, outcome, approved_done=outcome.state != "Pending")
+    except Exception as e:  # a run that is not reported is shown (or, done, skipped) next pass
+        log("rebalance request not reported", level="warning", name=name, error=_one_line(e))
+
+
+def _one_line(e: Exception) -> str:
+    status = getattr(e, "status", None)
+    if status is not None and getattr(e, "reason", None) is not None:
+        return f"Kubernetes API: {status} {e.reason}"
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"

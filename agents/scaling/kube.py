@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from .plan import Key
 
@@ -70,13 +71,41 @@ class RebalanceConfigMaps:
         self.api = api_client
         self.core = client.CoreV1Api(api_client)
         self.ns, self.release = namespace, release
+        self.selector = f"kairn.dev/cluster={release},kairn.dev/type=rebalance"
+        self.version: str | None = None  # the last list's resourceVersion
 
     def list(self) -> list[dict]:
-        selector = f"kairn.dev/cluster={self.release},kairn.dev/type=rebalance"
-        items = self.core.list_namespaced_config_map(
-            self.ns, label_selector=selector, _request_timeout=30
-        ).items
-        return [self.api.sanitize_for_serialization(cm) for cm in items]
+        found = self.core.list_namespaced_config_map(
+            self.ns, label_selector=self.selector, _request_timeout=30
+        )
+        self.version = found.metadata.resource_version
+        return [self.api.sanitize_for_serialization(cm) for cm in found.items]
+
+    def wait(self, seconds: float) -> None:
+        """Returns at the first change of a rebalance ConfigMap since the last list, or after
+        ``seconds`` (a watch from the list's resourceVersion; one that is too old ends it)."""
+        from kubernetes import watch
+        from kubernetes.client.rest import ApiException
+
+        if self.version is None:  # nothing listed yet: a watch would replay everything at once
+            time.sleep(seconds)
+            return
+        w = watch.Watch()
+        try:
+            for _ in w.stream(
+                self.core.list_namespaced_config_map,
+                self.ns,
+                label_selector=self.selector,
+                resource_version=self.version,
+                timeout_seconds=max(1, int(seconds)),
+                _request_timeout=seconds + 30,
+            ):
+                return
+        except ApiException as e:
+            if e.status != 410:  # 410 Gone: the version is too old, list again
+                raise
+        finally:
+            w.stop()
 
     def report(self, cm: dict, outcome, approved_done: bool) -> None:
         """State label and status annotation; the approval is taken back once it ran."""

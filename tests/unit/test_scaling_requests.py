@@ -124,3 +124,34 @@ def test_a_pass_proposes_then_runs_after_approval():
     assert serve() == 0 and cms.reports[-1] == ("grow", "Ready", True)
     assert replica_counts(kafka.layout, [3]) == {3: 9}
     assert serve() == 0 and len(cms.reports) == 2
+
+
+class Stop(BaseException):  # as a SIGTERM would end it; the loop catches Exception
+    pass
+
+
+def test_the_server_loop_survives_a_failed_pass_and_waits_on_the_watch_between_passes():
+    kafka = ClosingKafka(round_robin("t", 12, 3, 3), [0, 1, 2, 3])
+    cms = ConfigMaps(configmap("mode: add-brokers\nbrokers: [3]"))
+    listing, waits, logged = cms.list, [], []
+
+    def flaky_list():
+        if not waits:
+            raise OSError("API server away")
+        return listing()
+
+    def wait(seconds):
+        waits.append(seconds)
+        if len(waits) == 3:
+            raise Stop
+
+    cms.list, cms.wait = flaky_list, wait
+    args = argparse.Namespace(once=False, interval=7)
+    try:
+        cli.serve_requests(args, lambda m, **kv: logged.append(m), kafka=kafka,
+                           record=MemoryRecord(), configmaps=cms, sleep=lambda _: None)  # fmt: skip
+    except Stop:
+        pass
+    assert logged[0] == "rebalance requests not listed"
+    assert waits == [7, 7, 7]  # the watch, not a sleep, between passes
+    assert cms.reports == [("grow", "Pending", False)]  # proposed once, then nothing new
