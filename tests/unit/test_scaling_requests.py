@@ -147,11 +147,9 @@ def test_the_server_loop_survives_a_failed_pass_and_waits_on_the_watch_between_p
 
     cms.list, cms.wait = flaky_list, wait
     args = argparse.Namespace(once=False, interval=7)
-    try:
+    with pytest.raises(Stop):
         cli.serve_requests(args, lambda m, **kv: logged.append(m), kafka=kafka,
                            record=MemoryRecord(), configmaps=cms, sleep=lambda _: None)  # fmt: skip
-    except Stop:
-        pass
     assert logged[0] == "rebalance requests not listed"
     assert waits == [7, 7, 7]  # the watch, not a sleep, between passes
     assert cms.reports == [("grow", "Pending", False)]  # proposed once, then nothing new
