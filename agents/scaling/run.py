@@ -200,9 +200,12 @@ class Rebalancer:
 
     def _clean_up(self, keys: list[Key]) -> None:
         """Removes the batch's throttles (the brokers' rates too when nothing else moves),
-        then forgets the batch."""
-        topics = sorted({k[0] for k in keys})
+        then forgets the batch. A topic that somebody else (the topic agent) started moving
+        since the batch ended keeps its throttles: they are that owner's now, and its own
+        finish removes them."""
         others = self.kafka.ongoing()
+        taken = {k[0] for k in others}
+        topics = sorted({k[0] for k in keys} - taken)
         brokers = None if others else self.kafka.snapshot().brokers
         failed = {t: why for t, why in self.kafka.finish(topics, brokers).items() if why}
         if failed:  # the record stays: the next run removes them

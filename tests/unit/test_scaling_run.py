@@ -142,3 +142,17 @@ def test_a_batch_that_never_finishes_times_out_with_the_record_kept():
     with pytest.raises(ScalingError, match="timed out"):
         reb.run()
     assert record.read()
+
+
+def test_a_topic_another_owner_started_moving_after_the_batch_keeps_its_throttles():
+    # the batch of t ended; before its clean-up the topic agent started moving t-5: t's
+    # throttles are the topic agent's now (its finish removes them), the record is cleared
+    kafka = FakeKafka(round_robin("t", 6, 3, 4), [0, 1, 2, 3])
+    kafka.throttled, kafka.rates = {"t", "u"}, True
+    kafka.moving[("t", 5)] = [(0, 1, 3), 99, "other"]
+    record = MemoryRecord()
+    record.write([("t", 1), ("u", 0)])
+    rebalancer(kafka, record)._clean_up(record.read())
+    assert kafka.finished == [(("u",), False)]  # u only, and not the brokers' rates
+    assert kafka.throttled == {"t"} and kafka.rates
+    assert record.read() == []
