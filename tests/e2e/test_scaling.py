@@ -170,14 +170,24 @@ class Producer(_Producer):
             n += 1
 
     def finish(self, inst: Install, seconds: float) -> None:
+        """Flushes in slices of 15 s; a slice that ends with batches pending is reported
+        (printed: which partitions, the client's leader and Kafka's) and followed by a forced
+        metadata refresh, so that a client stuck on a stale leader shows itself in the
+        output, and recovers, instead of retrying NotLeaderForPartition until the timeout."""
         self.stop.set()
         self.join(10)
-        try:
-            self.producer.flush(timeout=seconds)
-        except KafkaTimeoutError:
-            stuck = self.stuck(inst)
-            self.producer.close(timeout=5)
-            pytest.fail(f"the producer did not deliver within {seconds:.0f} s: {stuck}")
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.producer.flush(timeout=max(1.0, min(15.0, deadline - time.monotonic())))
+                break
+            except KafkaTimeoutError:
+                stuck = self.stuck(inst)
+                if time.monotonic() >= deadline:
+                    self.producer.close(timeout=5)
+                    pytest.fail(f"the producer did not deliver within {seconds:.0f} s: {stuck}")
+                print(f"producer still flushing, metadata refresh forced: {stuck}")
+                self.producer._metadata.request_update()
         self.producer.close(timeout=10)
 
     def stuck(self, inst: Install) -> str:
