@@ -21,11 +21,28 @@ RUNS = ROOT / ".run" / "tests"
 KEEP_RUNS = 5
 
 
+def _owner_alive(run: Path) -> bool:
+    """Whether the test process named in ``<date>-<time>-<pid>-<name>`` still runs."""
+    parts = run.name.split("-", 3)
+    if len(parts) < 3 or not parts[2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def new_run_dir(name: str) -> Path:
-    """A fresh folder for one cluster's data and logs; the oldest runs are pruned."""
+    """A fresh folder for one cluster's data and logs; the oldest runs are pruned, except those
+    of a test process still running (a tier starts more clusters than it keeps, and a session
+    cluster whose folder went away would lose its data and logs under its brokers)."""
     RUNS.mkdir(parents=True, exist_ok=True)
     for old in sorted(RUNS.iterdir())[:-KEEP_RUNS]:
-        shutil.rmtree(old, ignore_errors=True)
+        if not _owner_alive(old):
+            shutil.rmtree(old, ignore_errors=True)
     run = RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}"
     run.mkdir(parents=True)
     return run
