@@ -549,9 +549,9 @@ def test_four_to_three_with_drain_empties_broker_three_first(cluster, budget):
     secret = f"{RELEASE}-kafka-brokers"
     gone = f"{RELEASE}-kafka-3."
     assert [k for k in cluster.secret(secret) if k.startswith(gone)], "dropped too early"
-    started = time.monotonic()
+    started, seconds = time.monotonic(), int(budget.take(300, "the next upgrade", 20))
     out = cluster.helm("upgrade", RELEASE, str(ROOT / "chart"), "--wait", "--timeout",
-                       f"{int(budget.take(300, 'the next upgrade', 10))}s")  # fmt: skip
+                       f"{seconds}s", timeout=seconds + 15)  # fmt: skip
     cluster.timings["next upgrade"] = round(time.monotonic() - started, 1)
     assert out.returncode == 0, out.stderr
     left = [k for k in cluster.secret(secret) if k.startswith(gone)]
