@@ -11,7 +11,8 @@ failed=()
 pytest_tier() {  # name, then pytest arguments
   local name=$1; shift
   echo "=== tier: $name"
-  .venv/bin/pytest "$@"
+  # the slowest tests in each tier's log, so a run shows where its time goes
+  .venv/bin/pytest --durations=12 --durations-min=5 "$@"
   local rc=$?
   case $rc in
     0) ;;
