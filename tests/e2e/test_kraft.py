@@ -351,8 +351,11 @@ def _kill_controller(inst: Install, name: str) -> None:
 def test_a_controller_killed_mid_roll_is_waited_for_before_the_next_controller(kraft):
     """While the roll restarts the first follower, SIGKILL the other follower's process: the
     quorum is short (the leader alone, or with one of them) until the node restarts the killed
-    process and it catches up. The roller must restart no other controller before then: it
-    waits (or, at its pod timeout, stops cleanly and a rerun of the upgrade completes)."""
+    process and it catches up. The node holds the killed one down until the first follower's
+    new pod is Ready and has been a caught-up voter for 3 s (three of the roller's polls), so
+    the roller sees a restarted follower that is back while the quorum is still short. It must
+    restart no other controller before the quorum is whole: it waits (or, at its pod timeout,
+    stops cleanly and a rerun of the upgrade completes)."""
     kraft.declare(
         "topic",
         "kraft.kill",
@@ -363,11 +366,41 @@ def test_a_controller_killed_mid_roll_is_waited_for_before_the_next_controller(k
     first_pod, victim_pod = (f"{RELEASE}-controller-{n - 100}" for n in (first, victim))
     before = {c: _uids(kraft, c) for c in ("controller", "kafka")}
     killed_at: list[float] = []
+    released: list[float] = []
+    hold = kraft.cp.run_dir / "node" / "hold" / kraft.ns / victim_pod
+    hold.parent.mkdir(parents=True, exist_ok=True)
+    first_ready: list[float] = []
+
+    def first_caught_up_for(seconds: float) -> bool:
+        # DescribeQuorum's view of the first follower since its new pod was Ready
+        recent = [v for t, v in watch.samples if t > first_ready[0]]
+        if not recent or time.monotonic() - first_ready[0] < seconds:
+            return False
+        return all(v and (me := v.voter(first)) and not quorum.behind(me, v) for v in recent[-12:])
+
+    def release_when_the_first_is_back() -> None:
+        try:
+            wait_until(
+                lambda: (
+                    (p := kraft.get("pod", first_pod))["metadata"]["uid"]
+                    != before["controller"][first_pod]
+                    and _ready(p)
+                ),
+                180,
+                f"{first_pod} recreated and Ready",
+            )
+            first_ready.append(time.monotonic())
+            wait_until(lambda: first_caught_up_for(3.0), 120, f"{first_pod} a caught-up voter")
+        finally:
+            hold.unlink(missing_ok=True)
+            released.append(time.monotonic())
 
     def kill_when_the_first_controller_restarts(rec: dict) -> None:
         if rec.get("step") == "restart" and rec.get("pod") == first_pod and not killed_at:
+            hold.touch()
             _kill_controller(kraft, victim_pod)
             killed_at.append(time.monotonic())
+            threading.Thread(target=release_when_the_first_is_back, daemon=True).start()
 
     producer = _Producer(kraft, "kraft.kill")
     producer.start()
@@ -396,8 +429,14 @@ def test_a_controller_killed_mid_roll_is_waited_for_before_the_next_controller(k
     producer.join(600)
     assert out.returncode == 0, out.stderr + f"\npods: {_pods_dir(kraft)}"
     kraft.values = values
+    hold.unlink(missing_ok=True)
     assert killed_at, "the first controller's restart was never logged"
     (kill,) = killed_at
+    assert first_ready and released, "the first follower never came back while the other was held"
+    # while the first follower was back and the killed one held down, the roller restarted
+    # nothing and did not count the first follower as back either
+    seen = {r["pod"]: t for t, r in roll_log.lines if r.get("step") == "back"}
+    assert seen[first_pod] > released[0], (seen[first_pod] - kill, released[0] - kill)
 
     # the quorum as DescribeQuorum saw it: short after the kill, whole again later
     def whole(view: QuorumView | None) -> bool:
@@ -413,7 +452,7 @@ def test_a_controller_killed_mid_roll_is_waited_for_before_the_next_controller(k
     during = [r["pod"] for t, r in controller_restarts if kill < t < whole_again - 1.0]
     assert during == [], (during, whole_again - kill)
     next_restart = next(t for t, r in controller_restarts if t > kill)
-    assert next_restart >= whole_again - 1.0
+    assert next_restart >= whole_again - 1.0 and next_restart > released[0]
     # the roll then finished: every controller restarted once, the quorum leader last
     pods = [r["pod"] for _, r in controller_restarts]
     assert sorted(pods) == [f"{RELEASE}-controller-{i}" for i in range(3)], pods
@@ -432,9 +471,10 @@ def test_a_controller_killed_mid_roll_is_waited_for_before_the_next_controller(k
     lost = producer.acked - consumed
     print(
         f"\ncontroller roll with {victim_pod} SIGKILLed: {roll_seconds:.1f} s "
-        f"({'1 upgrade' if not reruns else 'stopped, completed by a rerun'}); quorum short "
-        f"{whole_again - kill:.1f} s after the kill, next controller restarted "
-        f"{next_restart - kill:.1f} s after it; {len(producer.acked)} acked, {len(lost)} lost"
+        f"({'1 upgrade' if not reruns else 'stopped, completed by a rerun'}); after the kill: "
+        f"{first_pod} Ready {first_ready[0] - kill:.1f} s, {victim_pod} released "
+        f"{released[0] - kill:.1f} s, quorum whole {whole_again - kill:.1f} s, next controller "
+        f"restarted {next_restart - kill:.1f} s; {len(producer.acked)} acked, {len(lost)} lost"
     )
     assert not lost, f"{len(lost)} acknowledged messages lost"
 
