@@ -5,7 +5,7 @@ A control plane of its own (no kwok nodes) with process-backed nodes (devtools/k
 Kafka pods, the node runs them as processes with the chart's configuration, and the agents run
 against the API server with their ServiceAccount's token. Then what a user does: ConfigMaps
 become topics and users, `helm test`, `helm upgrade` (rolled by the post-upgrade hook through
-the real StatefulSet controller while a producer runs), a refused upgrade, scaling out.
+the real StatefulSet controller while a producer runs), a refused upgrade (scaling: test_scaling.py).
 """
 
 from __future__ import annotations
@@ -395,19 +395,3 @@ def test_an_upgrade_rolls_brokers_controller_last_and_loses_nothing(install):
     lost = producer.acked - consumed
     print(f"roll: {roll_seconds:.1f} s, {len(producer.acked)} acked, {len(lost)} lost")
     assert not lost, f"{len(lost)} acknowledged messages lost"
-
-
-def test_scaling_brokers_from_three_to_four(install):
-    install.values = deep_merge(install.values, {"kafka": {"replicas": 4}})
-    out = install.helm("upgrade", RELEASE, str(ROOT / "chart"), "--wait", "--timeout", "15m")
-    assert out.returncode == 0, out.stderr
-    assert f"{RELEASE}-kafka-3.crt" in install.secret(f"{RELEASE}-kafka-brokers")
-    admin = install.admin()
-    try:
-        wait_until(
-            lambda: {b["broker_id"] for b in admin.describe_cluster()["brokers"]} == {0, 1, 2, 3},
-            180,
-            "broker 3 registered",
-        )
-    finally:
-        admin.close()

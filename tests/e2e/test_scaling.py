@@ -372,6 +372,8 @@ def test_three_to_four_brokers_levels_replicas_and_leaders(cluster, budget):
         during=lambda ended: killed.update(kill_mid_batch(cluster, ended, budget)),
     )
     assert out.returncode == 0, f"{out.stderr}\n{diagnose(cluster)}"
+    # the PKI hook issued the new broker its certificate before the StatefulSet grew
+    assert f"{RELEASE}-kafka-3.crt" in cluster.secret(f"{RELEASE}-kafka-brokers")
     # the Job's next pod resumed the killed pod's batch and did not move it again
     later = [d for d in hook_pods(cluster, "rebalance") if d != killed["pod"]]
     assert later, "no second rebalance pod"
