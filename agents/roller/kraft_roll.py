@@ -1,12 +1,16 @@
 """The preflight check and the roll in KRaft mode: the controllers first (followers one at a time,
 the quorum leader last, each back as a caught-up voter before the next may go), then the brokers
 with the ZooKeeper-mode availability rules (there is no active controller among the brokers), then
-the metadata.version step when one is asked for. Every decision is in `quorum`, `plan` and
-`metadata_version`; this module only loops over the adapters."""
+the metadata.version step when one is asked for, and last the removed brokers' registrations
+dropped after a scale-in. Every decision is in `quorum`, `plan`, `metadata_version` and
+`agents.scaling.unregister`; this module only loops over the adapters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
+
+from agents.scaling import unregister
 
 from . import metadata_version as mv
 from . import plan, quorum
@@ -22,6 +26,8 @@ class QuorumPort(KafkaPort, Protocol):
 
 class KRaftRoller(Roller):
     kafka: QuorumPort
+    # UnregisterBroker by broker id; None: built from the Kafka adapter's bootstrap and TLS
+    unregister_broker: Callable[[int], unregister.Answer] | None = None
 
     # ---- preflight --------------------------------------------------------------------------
     def preflight(self) -> list[str]:
@@ -61,6 +67,7 @@ class KRaftRoller(Roller):
         self._roll_controllers()
         self._roll_kafka()
         self._metadata_version_step()
+        self._unregister_removed()
         summary = {
             "restarted": self.restarted,
             "reconfigured": self.reconfigured,
@@ -154,4 +161,70 @@ class KRaftRoller(Roller):
             "MetadataVersion",
             f"kairn-roller set metadata.version from {mv.describe(features.finalized)} to "
             f"{mv.describe(wanted)}",
+        )
+
+    # Removed brokers: after a scale-in their registrations stay, fenced, until unregistered.
+    # Idempotent and safe to kill anywhere: each pass decides afresh from what Kafka and the
+    # platform show, and an id Kafka no longer knows counts as done.
+    def _unregister_removed(self) -> None:
+        replicas = self.p.replicas(KAFKA)
+        deadline = self.clock() + self.s.pod_timeout
+        while True:
+            try:
+                view = self.kafka.view(with_partitions=False)
+                pods = {p.ordinal for p in self.p.pods(KAFKA)}
+            except Exception as e:  # the brokers were just rolled: the client may lag
+                todo, why = unregister.Removed(), {-1: f"cannot check: {_short(e)}"}
+            else:
+                registered = {b: b in view.fenced for b in view.brokers}
+                todo = unregister.removed(replicas, registered, pods)
+                why = todo.waiting
+            for broker in todo.unregister:
+                self._unregister(broker)
+            if not why:
+                return
+            if self.clock() >= deadline:
+                # the roll itself is done: this is left to the next upgrade's roll, not failed
+                message = "; ".join(why.values())
+                self.log(
+                    "removed brokers not unregistered",
+                    level="warning",
+                    step="unregister",
+                    why=list(why.values()),
+                )
+                self.p.event(
+                    KAFKA,
+                    "BrokerUnregisterSkipped",
+                    f"kairn-roller did not unregister removed brokers after "
+                    f"{self.s.pod_timeout:.0f}s: {message}",
+                    warning=True,
+                )
+                return
+            self.log("waiting for removed brokers", step="unregister", why=list(why.values()))
+            self.sleep(self.s.poll)
+
+    def _unregister(self, broker: int) -> None:
+        if self.unregister_broker is None:
+            from .broker_unregister import BrokerUnregister
+
+            self.unregister_broker = BrokerUnregister(self.kafka.bootstrap, self.kafka.tls)
+        try:
+            answer = self.unregister_broker(broker)
+        except Exception as e:
+            raise RollError(None, f"UnregisterBroker {broker}: {_short(e)}") from e
+        if not unregister.done(answer):
+            raise RollError(
+                None,
+                f"UnregisterBroker {broker}: error {answer.error_code}: {answer.error_message}",
+            )
+        self.log(
+            "removed broker unregistered",
+            step="unregister",
+            broker=broker,
+            already=answer.error_code != unregister.NONE,
+        )
+        self.p.event(
+            KAFKA,
+            "BrokerUnregistered",
+            f"kairn-roller unregistered broker {broker}: its pod is gone after the scale-in",
         )

@@ -34,6 +34,7 @@ class LocalKRaftPlatform:
         self.down_at_delete: dict[str, list[str]] = {}
         self.events: list[tuple[str, str, str]] = []
         self.renewed: set[str] = set()
+        self.scaled: dict[str, int] = {}  # spec.replicas after a scale-in, per component
         for comp in (CONTROLLER, KAFKA):
             for node in self._nodes(comp):
                 self._new_pod(comp, node.name)
@@ -53,6 +54,12 @@ class LocalKRaftPlatform:
         self.generation[component] += 1
         return self.update_revision(component)
 
+    def scale(self, component: str, replicas: int) -> None:
+        """spec.replicas set to ``replicas`` (a scale-in): the nodes above it keep a pod only
+        while their process runs (a terminating pod); the test stops them, as the
+        StatefulSet controller would."""
+        self.scaled[component] = replicas
+
     def mark_current(self, name: str) -> None:
         """Pretend ``name`` already runs the update revision."""
         comp = CONTROLLER if "-controller-" in name else KAFKA
@@ -63,7 +70,7 @@ class LocalKRaftPlatform:
         return component in (CONTROLLER, KAFKA)
 
     def replicas(self, component: str) -> int:
-        return len(self._nodes(component))
+        return self.scaled.get(component, len(self._nodes(component)))
 
     def update_revision(self, component: str) -> str:
         return f"{self.cluster.fullname}-{component}-g{self.generation[component]}"
@@ -81,6 +88,7 @@ class LocalKRaftPlatform:
                 started_at=self.started[n.name],
             )
             for i, n in enumerate(self._nodes(component))
+            if i < self.replicas(component) or n.running()
         ]
 
     def delete_pod(self, component: str, pod: PodInfo) -> None:

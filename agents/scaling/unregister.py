@@ -1,4 +1,4 @@
-"""KRaft mode: UnregisterBroker (API key 64, KIP-631), which a drain would send once a removed
+"""KRaft mode: UnregisterBroker (API key 64, KIP-631), sent after a scale-in once a removed
 broker is gone, so that the controllers forget its registration (a fenced broker that stays
 registered is still listed by `kafka-cluster.sh` and counted by `kafka-features.sh`).
 
@@ -7,19 +7,25 @@ answer by hand, as the protocol defines version 0 (a flexible version: compact s
 tagged fields). Pure; tests/unit/test_scaling_unregister.py checks the bytes against the
 layout of Kafka's UnregisterBrokerRequest.json / UnregisterBrokerResponse.json.
 
-Not wired into the drain yet, and not exercised against a real Kafka 4: a broker must be shut
-down before it is unregistered (a running one registers again), and the drain runs before
-Helm removes the pod, so the call belongs to a step after the StatefulSet shrank (see
-agents/scaling/README.md).
+`removed` is the decision of which registered brokers to unregister: the roll hook's last step
+in KRaft mode (agents/roller/kraft_roll.py) sends the request for those, through
+agents/roller/broker_unregister.py. A broker must be down first (a running one registers again
+at once), so the step runs after Helm shrank the StatefulSet, never in the drain.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 API_KEY = 64
 VERSION = 0
+NONE, BROKER_ID_NOT_REGISTERED = 0, 102
+# Kafka 4.4's controller answers an id it does not know with BROKER_ID_NOT_REGISTERED (checked
+# against a real one in tests/integration/test_roller_kraft.py): for a step that may run twice
+# or be killed between sending and logging, that is the same outcome as success.
+DONE = frozenset({NONE, BROKER_ID_NOT_REGISTERED})
 
 
 def _uvarint(n: int) -> bytes:
@@ -80,3 +86,33 @@ def _skip_tags(buf: bytes, at: int, count: int) -> int:
         size, at = _read_uvarint(buf, at)
         at += size
     return at
+
+
+def done(a: Answer) -> bool:
+    return a.error_code in DONE
+
+
+# ---- which brokers --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Removed:
+    """``unregister``: removed brokers that are down, in id order. ``waiting``: removed brokers
+    not down yet, with why (their pod still exists, or the controllers still count them live)."""
+
+    unregister: tuple[int, ...] = ()
+    waiting: dict[int, str] = field(default_factory=dict)
+
+
+def removed(replicas: int, registered: Mapping[int, bool], pods: Collection[int]) -> Removed:
+    """Registered brokers (id -> fenced) left over after the brokers' StatefulSet shrank to
+    ``replicas``: broker ids are pod ordinals, so an id at or above it belongs to a removed pod.
+    One is unregistered only when its pod (``pods``: existing ordinals, terminating ones
+    included) is gone and the controllers have fenced it; a live broker never is."""
+    out, waiting = [], {}
+    for broker in sorted(b for b in registered if b >= replicas):
+        if broker in pods:
+            waiting[broker] = f"the pod of broker {broker} still exists"
+        elif not registered[broker]:
+            waiting[broker] = f"broker {broker} is not fenced yet"
+        else:
+            out.append(broker)
+    return Removed(tuple(out), waiting)

@@ -15,11 +15,13 @@ import time
 import pytest
 
 from agents.roller import cli
+from agents.roller.broker_unregister import BrokerUnregister
 from agents.roller.kafka import Kafka
 from agents.roller.local_kraft import LocalKRaftPlatform
 from agents.roller.model import CONTROLLER, KAFKA
 from agents.roller.quorum import quorum_problems
 from agents.roller.zk import TlsFiles
+from agents.scaling import unregister
 from bench.roll_load import Load, lost
 from devtools.kraft import KRaftCluster
 from devtools.waiting import wait_until
@@ -283,3 +285,54 @@ def test_a_controller_down_fails_preflight_until_it_is_back(cluster, platform, c
     node.start()
     rc, err = run(cluster, platform, "preflight", "--wait", "120", capsys=capsys)
     assert rc == 0, err
+
+
+# ---- scale-in: the removed broker's registration ----------------------------------------------
+def registered(c) -> dict[int, bool]:
+    """Every registered broker with its fenced flag (DescribeCluster v2, fenced ones included)."""
+    admin = c.admin_client(request_timeout_ms=5000)
+    try:
+        return {
+            b["broker_id"]: bool(b.get("is_fenced")) for b in admin.describe_cluster()["brokers"]
+        }
+    finally:
+        admin.close()
+
+
+def test_scale_in_unregisters_the_removed_broker_after_the_roll(cluster, platform, capsys):
+    """As after `kafka.replicas: 2`: the highest broker's pod goes for good; the roll hook's last
+    step unregisters it from the controllers, never while it still runs, and a second run finds
+    nothing to do. The broker then starts again (it registers anew) for the later tests."""
+    removed = cluster.broker_nodes[2]
+    platform.scale(KAFKA, 2)
+    # still running (a pod that has not terminated): waited for, then left alone with a warning
+    rc, err = run(cluster, platform, "--log-level", "info", "roll", pod_timeout=5, capsys=capsys)
+    assert rc == 0, err
+    assert registered(cluster) == {0: False, 1: False, 2: False}
+    assert "the pod of broker 2 still exists" in err
+    assert [r for _, r, _ in platform.events] == ["BrokerUnregisterSkipped"]
+
+    removed.stop()  # the StatefulSet controller deletes the pod: controlled shutdown, fenced
+    wait_until(lambda: registered(cluster).get(2) is True, 60, "broker 2 to be fenced")
+    started = time.monotonic()
+    rc, err = run(cluster, platform, "--log-level", "info", "roll", capsys=capsys)
+    took = time.monotonic() - started
+    assert rc == 0, err
+    assert registered(cluster) == {0: False, 1: False}
+    assert '"step": "unregister"' in err and '"broker": 2' in err and '"already": false' in err
+    assert [r for _, r, _ in platform.events][-1] == "BrokerUnregistered"
+    with capsys.disabled():
+        print(f"\nthe roll with the unregister step: {took:.1f} s")
+
+    # idempotent: a second run sends nothing; the id sent anyway counts as done
+    rc, err = run(cluster, platform, "--log-level", "info", "roll", capsys=capsys)
+    assert rc == 0, err
+    assert '"step": "unregister"' not in err
+    assert [r for _, r, _ in platform.events].count("BrokerUnregistered") == 1
+    answer = BrokerUnregister(cluster.bootstrap(), tls(cluster))(2)
+    assert answer.error_code == unregister.BROKER_ID_NOT_REGISTERED, answer
+    assert unregister.done(answer)
+    assert registered(cluster) == {0: False, 1: False}
+
+    removed.start()  # a later scale-out: the same id registers again
+    wait_until(lambda: registered(cluster) == {0: False, 1: False, 2: False}, 120, "broker 2 back")
