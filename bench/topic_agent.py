@@ -1,9 +1,13 @@
 """Benchmark: kairn-topic-agent with N declared topics (1 partition, RF 3).
 
-0. Baseline: Kafka alone. The same number of topics created by one admin client in
-   CreateTopics requests of 200, one after another, on a cluster of its own: what such a
-   cluster can do at best, so that the agent's figure reads as a ratio (the machine is noisy;
-   compare within one run).
+0. Baselines, each on a cluster of its own: what such a cluster can do at best, so that the
+   agent's figure reads as a ratio (the machine is noisy; compare within one run).
+   Kafka alone: the same number of topics created by one admin client in CreateTopics
+   requests of 200, one after another.
+   Kafka + Kubernetes alone: the same, and what the agent writes to the API server for each
+   topic besides (the state label and status annotation on its ConfigMap, and the Event),
+   made directly: after each chunk its statuses are written by the agent's StatusReporter
+   (its pool of 8) from one writer thread while the next chunk is created, as the agent does.
 1. Cold start: N topic ConfigMaps exist before the agent starts; time from starting the agent
    process to every ConfigMap Ready (and every topic in Kafka), and the agent's peak RSS.
 2. Spec-change latency with N topics managed: config changes of randomly chosen ConfigMaps, one
@@ -18,8 +22,8 @@ bench/_modes.py): the harness's TLS Kafka cluster (3 ZooKeeper + 3 brokers from 
 the KRaft cluster of Kafka 4 (3 controllers + 3 brokers), and the local control plane. Prints
 the figures of each mode and a table of both, and writes bench/results/topic_agent.json.
 
-Run: .venv/bin/python bench/topic_agent.py [--topics 1000] [--changes 100]
-[--mode zookeeper|kraft|both] (or `make bench`)
+Run: .venv/bin/python bench/topic_agent.py [--topics|-n 1000] [--changes 100]
+[--mode zookeeper|kraft|both] [--cold-start-only] (or `make bench`)
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic  # noqa: E4
 from kafka.errors import KafkaError  # noqa: E402
 from kubernetes import client  # noqa: E402
 
+from agents.common import status as st  # noqa: E402
+from agents.topic_agent.reconciler import CREATE_CHUNK  # noqa: E402
 from bench._modes import add_mode_flag, comparison, modes_of, new_cluster  # noqa: E402
 from bench._sampling import Sampler, cpu_seconds  # noqa: E402
 from devtools.kube.controlplane import ControlPlane  # noqa: E402
@@ -134,7 +140,7 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, max(0, round(p / 100 * len(s)) - 1))]
 
 
-def baseline(cluster, n: int, chunk: int = 200) -> float:
+def baseline(cluster, n: int, chunk: int = CREATE_CHUNK) -> float:
     """Seconds for one admin client to create n topics (1 partition, RF 3) in requests of
     ``chunk``; each request returns once its partitions have leaders."""
     admin = cluster.admin_client(request_timeout_ms=300_000)
@@ -148,10 +154,81 @@ def baseline(cluster, n: int, chunk: int = 200) -> float:
         admin.close()
 
 
+def configmaps(core: client.CoreV1Api, namespace: str, n: int, labels: dict) -> list[dict]:
+    """n topic ConfigMaps ``topic-00000``... in ``namespace``, made from 8 threads; the objects
+    as the API server returned them."""
+
+    def create(i: int) -> dict:
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=f"topic-{i:05d}", labels=labels),
+            data={"spec": f"topicName: bench.t{i:05d}\npartitions: 1\nreplicas: 3\n"},
+        )
+        resp = core.create_namespaced_config_map(namespace, body, _preload_content=False)
+        return json.loads(resp.data)
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(create, range(n)))
+
+
+def kafka_kube_baseline(cluster, core: client.CoreV1Api, objs: list[dict]) -> float:
+    """Seconds for what a cold start writes, made directly: the topics of ``objs`` created as
+    in :func:`baseline`, and after each chunk each topic's status (label, annotation, Event)
+    written by a StatusReporter (the agent's, with its pool of 8 threads) from one writer
+    thread while the next chunk is created; done when the last status is written."""
+    reporter = st.StatusReporter(core, st.meta(objs[0])["namespace"], "baseline")
+    admin = cluster.admin_client(request_timeout_ms=300_000)
+    writer = ThreadPoolExecutor(1)
+    started = time.monotonic()
+    try:
+        writes = []
+        for i in range(0, len(objs), CREATE_CHUNK):
+            chunk = objs[i : i + CREATE_CHUNK]
+            names = [f"bench.t{st.meta(o)['name'][-5:]}" for o in chunk]
+            admin.create_topics([NewTopic(t, 1, 3) for t in names], timeout_ms=300_000)
+            items = [
+                (o, st.READY, "TopicReady", f"topic {t} matches the spec", None, {})
+                for o, t in zip(chunk, names, strict=True)
+            ]
+            writes.append(writer.submit(reporter.report_many, items))
+        failed = sum(len(w.result()) for w in writes)
+        if failed:
+            raise RuntimeError(f"Kafka + Kubernetes alone: {failed} status writes failed")
+        return time.monotonic() - started
+    finally:
+        writer.shutdown()
+        reporter.close()
+        admin.close()
+
+
+def log_marks(path: Path, since: float) -> dict:
+    """From the agent's log: seconds from ``since`` (Unix time) to its first and last "topic
+    created" (Kafka's part of the work done) and how often a chunk timed out or a topic was not
+    usable yet right after its creation."""
+    from datetime import datetime
+
+    created, counts = [], {"create_timeouts": 0, "not_usable_yet": 0}
+    for line in path.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        rec = json.loads(line)
+        if rec.get("msg") == "topic created":
+            created.append(datetime.fromisoformat(rec["ts"]).timestamp() - since)
+        elif rec.get("msg") == "create_topics timed out":
+            counts["create_timeouts"] += 1
+        elif rec.get("msg") == "topic not usable yet":
+            counts["not_usable_yet"] += 1
+    if created:
+        counts.update(first_created=round(min(created), 1), last_created=round(max(created), 1))
+    return counts
+
+
 ROWS = [
     ("Kafka alone: create the topics (s)", "baseline_kafka_alone_seconds"),
+    ("Kafka + Kubernetes alone: topics and statuses (s)", "baseline_kafka_kube_alone_seconds"),
     ("agent cold start, all Ready (s)", "cold_start_seconds"),
     ("cold start / Kafka alone", "cold_start_over_baseline"),
+    ("cold start / Kafka + Kubernetes alone", "cold_start_over_kafka_kube_alone"),
+    ("agent's last topic created (s)", "cold_start_log.last_created"),
     ("agent CPU in the cold start (s)", "cold_start_agent_cpu_seconds"),
     ("first Ready (s)", "cold_start_ready_seconds.first"),
     ("half Ready (s)", "cold_start_ready_seconds.half"),
@@ -166,7 +243,7 @@ ROWS = [
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--topics", type=int, default=1000)
+    ap.add_argument("-n", "--topics", type=int, default=1000)
     ap.add_argument("--changes", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument(
@@ -174,6 +251,11 @@ def main() -> int:
         type=int,
         help="broker heap; default: the harness' 384 MiB, more for many topics (each broker "
         "holds a replica of every topic: at 384 MiB they run out of heap near 3,400 topics)",
+    )
+    ap.add_argument(
+        "--cold-start-only",
+        action="store_true",
+        help="the baselines and the cold start only (no spec changes, restart or resync)",
     )
     add_mode_flag(ap)
     args = ap.parse_args()
@@ -202,8 +284,9 @@ def run(mode: str, args) -> dict:
     procs: list[subprocess.Popen] = []
     result: dict = {"mode": mode, "topics": n, "partitions": 1, "replicas": 3}
     result.update(batch_size=args.batch_size, kafka_heap_mb=heap)
+    result.update(cold_start_only=args.cold_start_only)
     try:
-        # the baseline on a cluster of its own: the agent's cluster then holds n topics, not
+        # the baselines on clusters of their own: the agent's cluster then holds n topics, not
         # 2n (each broker keeps a file open per partition, and at 10,000 topics two sets pass
         # the 20,000 open files a process may have here)
         alone = new_cluster(mode, work / "kafka-baseline", heap)
@@ -212,7 +295,6 @@ def run(mode: str, args) -> dict:
             result["baseline_kafka_alone_seconds"] = round(baseline(alone, n), 2)
         finally:
             alone.stop()
-        cluster.start()
         print(
             f"baseline: Kafka alone creates {n} topics in {result['baseline_kafka_alone_seconds']}s"
         )
@@ -220,26 +302,30 @@ def run(mode: str, args) -> dict:
         api = kube.api_client()
         api.rest_client.pool_manager.connection_pool_kw["maxsize"] = 16
         core = client.CoreV1Api(api)
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
+        for ns in (NS, "baseline"):
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+        # ConfigMaps the agent does not watch (another namespace, no labels)
+        objs = configmaps(core, "baseline", n, {})
+        alone = new_cluster(mode, work / "kafka-kube-baseline", heap)
+        alone.start()
+        try:
+            result["baseline_kafka_kube_alone_seconds"] = round(
+                kafka_kube_baseline(alone, core, objs), 2
+            )
+        finally:
+            alone.stop()
+        del objs
+        print(
+            f"baseline: Kafka + Kubernetes alone, {n} topics and their statuses in "
+            f"{result['baseline_kafka_kube_alone_seconds']}s"
+        )
+        cluster.start()
 
         def cm_name(i: int) -> str:
             return f"topic-{i:05d}"
 
-        def create(i: int) -> None:
-            core.create_namespaced_config_map(
-                NS,
-                client.V1ConfigMap(
-                    metadata=client.V1ObjectMeta(
-                        name=cm_name(i),
-                        labels={"kairn.dev/cluster": CLUSTER, "kairn.dev/type": "topic"},
-                    ),
-                    data={"spec": f"topicName: bench.t{i:05d}\npartitions: 1\nreplicas: 3\n"},
-                ),
-            )
-
         t0 = time.monotonic()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(create, range(n)))
+        configmaps(core, NS, n, {"kairn.dev/cluster": CLUSTER, "kairn.dev/type": "topic"})
         print(f"{n} ConfigMaps created in {time.monotonic() - t0:.1f}s")
 
         tls = cluster.admin.ssl_kwargs()
@@ -285,6 +371,7 @@ def run(mode: str, args) -> dict:
             return sampler.peak
 
         # 1. cold start
+        wall = time.time()
         proc, sampler, started = start("cold")
         progress = Progress(core, n, started)
         progress.start()
@@ -319,7 +406,18 @@ def run(mode: str, args) -> dict:
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
         )
         result["cold_start_over_baseline"] = round(cold / result["baseline_kafka_alone_seconds"], 2)
-        print(f"cold start / Kafka alone: {result['cold_start_over_baseline']}")
+        result["cold_start_over_kafka_kube_alone"] = round(
+            cold / result["baseline_kafka_kube_alone_seconds"], 2
+        )
+        result["cold_start_log"] = log_marks(work / "cold.log", wall)
+        print(
+            f"cold start / Kafka alone: {result['cold_start_over_baseline']}; "
+            f"/ Kafka + Kubernetes alone: {result['cold_start_over_kafka_kube_alone']}; "
+            f"from the agent's log: {result['cold_start_log']}"
+        )
+        if args.cold_start_only:
+            result["peak_rss_mib"] = round(stop(proc, sampler) / 2**20, 1)
+            return result
 
         # 2. spec-change latency
         lat = []

@@ -19,12 +19,14 @@ its status as it is, and config values Kafka accepted stand over the read (:mod:
 So a pass right after another neither writes again nor reports a stale state.
 
 Statuses are written as the work goes: after each chunk of created topics, so a person
-watching ``kubectl get cm -L kairn.dev/state`` sees topics turn Ready as Kafka creates them.
+watching ``kubectl get cm -L kairn.dev/state`` sees topics turn Ready as Kafka creates them;
+a chunk's statuses are written while the next chunk is created.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import kafka.errors as Errors
@@ -120,8 +122,13 @@ class TopicReconciler:
             home=namespace,
             log=log,
         )
-        self.create_chunk = 50
+        self.create_chunk = CREATE_CHUNK  # halved after a timeout, grown back after a success
+        # writes the statuses of created topics while the next chunk is created (_create)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="topic-status")
         self.recent = RecentWrites()
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
 
     def deletion_enabled(self, obj: dict) -> bool:
         policy = str(st.annotations(obj).get(DELETION_POLICY, "")).strip().lower()
@@ -299,47 +306,64 @@ class TopicReconciler:
         return False
 
     def _create(self, creates: list[Item], batch: Batch) -> None:
-        i = 0
-        while i < len(creates):
-            chunk = creates[i : i + self.create_chunk]
-            i += len(chunk)
-            # a request the client gave up on makes the next ones smaller (a slow or busy
-            # controller); the topics of this one are looked at again shortly
-            try:
-                answers = self.admin.create({it.spec.name: it.plan.create for it in chunk})
-            except Errors.RequestTimedOutError:
-                self.create_chunk = max(MIN_CREATE_CHUNK, self.create_chunk // 2)
-                log.warning(
-                    "create_topics timed out", topics=len(chunk), next_chunk=self.create_chunk
-                )
-                for it in chunk:
-                    batch.out[it.key] = Outcome("pending", requeue_after=1.0)
-                continue
-            self.create_chunk = min(CREATE_CHUNK, self.create_chunk + self.create_chunk // 2 + 1)
-            created = self._accepted(
-                chunk,
-                answers,
-                "create",
-                batch,
-                "topic created",
-                lambda it: {
-                    "partitions": it.plan.create["num_partitions"],
-                    "replicas": it.plan.create["replication_factor"],
-                },
-            )
-            for it in created:
-                create = it.plan.create
-                self.recent.created(it.spec.name, create["num_partitions"], create["configs"])
-            # Ready means usable: every partition has a leader in the brokers' metadata
-            waiting = self.admin.not_usable([it.spec.name for it in created]) if created else {}
-            for it in created:
-                if it.spec.name in waiting:
-                    log.info("topic not usable yet", name=it.key, why=waiting[it.spec.name])
-                    batch.out[it.key] = Outcome("pending", requeue_after=1.0)
-            created = [it for it in created if it.spec.name not in waiting]
-            for it in created:
+        """CreateTopics chunk by chunk. Each chunk's statuses go on a batch of their own,
+        written by the writer thread while the next chunk is created: the API server's writes
+        (a status and an Event per topic) overlap Kafka's work instead of following it. All
+        are written before this returns, so the batch's outcomes (a failed write is retried)
+        are whole, and a reconcile never overlaps the writes of the one before."""
+        if not creates:
+            return
+        # what is decided so far first (errors, topics already in place); ``batch`` is left
+        # to the writer until the waits below
+        writing: list[tuple[Batch, Future]] = [(batch, self._writer.submit(batch.flush))]
+        try:
+            i = 0
+            while i < len(creates):
+                chunk = creates[i : i + self.create_chunk]
+                i += len(chunk)
+                part = Batch(self.reporter, KEEP_STATUS)
+                self._create_chunk(chunk, part)
+                writing.append((part, self._writer.submit(part.flush)))
+        finally:
+            for part, written in writing:
+                written.result()
+                if part is not batch:
+                    batch.out.update(part.out)
+
+    def _create_chunk(self, chunk: list[Item], batch: Batch) -> None:
+        # a request the client gave up on makes the next ones smaller (a slow or busy
+        # controller); the topics of this one are looked at again shortly
+        try:
+            answers = self.admin.create({it.spec.name: it.plan.create for it in chunk})
+        except Errors.RequestTimedOutError:
+            self.create_chunk = max(MIN_CREATE_CHUNK, self.create_chunk // 2)
+            log.warning("create_topics timed out", topics=len(chunk), next_chunk=self.create_chunk)
+            for it in chunk:
+                batch.out[it.key] = Outcome("pending", requeue_after=1.0)
+            return
+        self.create_chunk = min(CREATE_CHUNK, self.create_chunk + self.create_chunk // 2 + 1)
+        created = self._accepted(
+            chunk,
+            answers,
+            "create",
+            batch,
+            "topic created",
+            lambda it: {
+                "partitions": it.plan.create["num_partitions"],
+                "replicas": it.plan.create["replication_factor"],
+            },
+        )
+        for it in created:
+            create = it.plan.create
+            self.recent.created(it.spec.name, create["num_partitions"], create["configs"])
+        # Ready means usable: every partition has a leader in the brokers' metadata
+        waiting = self.admin.not_usable([it.spec.name for it in created]) if created else {}
+        for it in created:
+            if it.spec.name in waiting:
+                log.info("topic not usable yet", name=it.key, why=waiting[it.spec.name])
+                batch.out[it.key] = Outcome("pending", requeue_after=1.0)
+            else:
                 self._ready(it, batch)
-            batch.flush()
 
     def _alter(self, alters: list[Item], batch: Batch) -> list[Item]:
         ops = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 
 import yaml
 
@@ -161,3 +162,35 @@ def test_a_topic_gone_for_longer_than_the_window_is_created_again():
     now[0] += rec.recent.window
     assert results(rec, ["t"]) == {"t": "ready"}
     assert rec.admin.writes == ["create t", "create t"]
+
+
+def test_a_chunks_statuses_are_written_while_the_next_chunk_is_created():
+    cms, reporter, rec = world(lambda: 100.0)
+    kafka, rec.create_chunk = rec.admin, 2
+    for i in range(5):
+        cms[f"t{i}"] = cm(f"t{i}", {"partitions": 1, "replicas": 3})
+    next_chunk = threading.Event()
+    create, write = kafka.create, reporter.report_each
+
+    def create_and_tell(request):
+        if kafka.writes:  # a chunk after the first
+            next_chunk.set()
+        return create(request)
+
+    overlapped = []
+
+    def writes_then_one_failure(items):
+        if not overlapped:  # the first chunk's statuses: written while the next is created
+            overlapped.append(next_chunk.wait(5))
+        errors = write(items)
+        return [
+            RuntimeError("the API server failed") if obj["metadata"]["name"] == "t3" else e
+            for (obj, *_), e in zip(items, errors, strict=True)
+        ]
+
+    kafka.create, reporter.report_each = create_and_tell, writes_then_one_failure
+    out = results(rec, [f"t{i}" for i in range(5)])
+    assert overlapped == [True]
+    # every chunk's outcome comes back; a status that could not be written is retried
+    assert out == {"t0": "ready", "t1": "ready", "t2": "ready", "t3": "retry", "t4": "ready"}
+    assert sorted(kafka.topics) == [f"t{i}" for i in range(5)]
