@@ -58,6 +58,10 @@ _TRANSIENT = (
     Errors.NodeNotReadyError,
     Errors.BrokerNotAvailableError,
     Errors.CoordinatorNotAvailableError,
+    # the client's own view names a broker it no longer knows (seen after a roll in KRaft
+    # mode, where the "controller" it sends admin requests to is a broker it picked): only a
+    # new client forgets it
+    Errors.UnknownBrokerIdError,
     Errors.UnknownError,
     ConnectionError,
     TimeoutError,
