@@ -27,12 +27,6 @@ class BrokerUnregister:
         self.tls, self.timeout = tls, timeout
         self._ids = itertools.count(int.from_bytes(os.urandom(2), "big"))
 
-    def _context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.tls.ca)
-        ctx.load_cert_chain(self.tls.cert, self.tls.key)
-        ctx.check_hostname = self.tls.check_hostname  # the CA is verified either way
-        return ctx
-
     def __call__(self, broker_id: int) -> unregister.Answer:
         """Sends UnregisterBroker to the first broker that takes a connection; the answer as
         Kafka gave it (the caller decides what counts as done)."""
@@ -48,7 +42,7 @@ class BrokerUnregister:
     def _send(self, host: str, port: int, broker_id: int) -> unregister.Answer:
         correlation = next(self._ids) % 2**31
         raw = socket.create_connection((host, port), timeout=self.timeout)
-        with raw, self._context().wrap_socket(raw, server_hostname=host) as s:
+        with raw, self.tls.context().wrap_socket(raw, server_hostname=host) as s:
             s.sendall(unregister.request(broker_id, correlation))
             (size,) = struct.unpack(">i", _read(s, 4))
             answer = unregister.answer(_read(s, size))

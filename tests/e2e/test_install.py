@@ -336,6 +336,11 @@ class _Producer(threading.Thread):
         )
 
     def run(self) -> None:
+        self.send_until_stopped()
+        self.producer.flush(600)
+        self.producer.close()
+
+    def send_until_stopped(self) -> None:
         n = 0
         while not self.stop.wait(0.05):  # about 20 messages a second until told to stop
             value = str(n).encode()
@@ -343,8 +348,6 @@ class _Producer(threading.Thread):
             future.add_callback(lambda _, v=value: self.acked.add(v))
             future.add_errback(lambda e: self.errors.append(repr(e)))
             n += 1
-        self.producer.flush(600)
-        self.producer.close()
 
 
 def _consume_all(install: Install, topic: str, partitions: int) -> set[bytes]:

@@ -160,14 +160,8 @@ class Producer(_Producer):
     with the partitions it holds, the leader the client sends them to and the leader Kafka
     names (a client stuck on a stale leader and a partition without one look different)."""
 
-    def run(self) -> None:
-        n = 0
-        while not self.stop.wait(0.05):  # about 20 messages a second until told to stop
-            value = str(n).encode()
-            future = self.producer.send(self.topic, value)
-            future.add_callback(lambda _, v=value: self.acked.add(v))
-            future.add_errback(lambda e: self.errors.append(repr(e)))
-            n += 1
+    def run(self) -> None:  # the flush is finish()'s, bounded
+        self.send_until_stopped()
 
     def finish(self, inst: Install, seconds: float) -> None:
         """Flushes in slices of 15 s; a slice that ends with batches pending is reported
