@@ -248,7 +248,7 @@ def by_path(ports: dict) -> dict:
         "kafka.listeners.external.loadBalancerSourceRanges": ref("stringList"),
         "kafka.terminationGracePeriodSeconds": minimum(30),
         "kafka.startupProbe.failureThreshold": minimum(1),
-        "kafka.metadata.mode": {"enum": ["zookeeper", "kraft"]},
+        "kafka.metadata.mode": {"enum": ["zookeeper", "migration", "kraft-brokers", "kraft"]},
         "kafka.metadata.kraftImageTag": {"minLength": 1},
         "kafka.controller.replicas": {"enum": [1, 3, 5]},
         "kafka.controller.terminationGracePeriodSeconds": minimum(10),

@@ -90,6 +90,14 @@ def parser() -> argparse.ArgumentParser:
         help="release name, set as label kairn.dev/cluster on written Secrets [KAIRN_CLUSTER]",
     )
     arg(
+        "--kraft-cluster-id-from",
+        default=_env("KRAFT_CLUSTER_ID_FROM", "new"),
+        choices=("new", "zookeeper"),
+        help="new: create the KRaft cluster Secret with a new cluster id when missing; "
+        "zookeeper (during the migration): leave its creation to the preflight hook, which "
+        "takes ZooKeeper's /cluster/id [KAIRN_KRAFT_CLUSTER_ID_FROM] (default new)",
+    )
+    arg(
         "--log-level",
         default=(_env("LOG_LEVEL") or "info").lower(),
         choices=sorted(LEVELS),
@@ -156,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             ca_validity_days=args.ca_validity_days,
             kafka_extra_sans=tuple(args.extra_san),
             controller_replicas=args.controller_replicas,
+            kraft_cluster_from_zookeeper=args.kraft_cluster_id_from == "zookeeper",
             release=args.cluster or "",
         )
         if min(desired.zookeeper_replicas, desired.kafka_replicas, args.controller_replicas) < 0:

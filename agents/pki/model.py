@@ -45,6 +45,9 @@ class Desired:
     ca_validity_days: int = 5 * 365  # like Strimzi: CAs live five years, leaves one
     kafka_extra_sans: tuple[str, ...] = ()  # e.g. external listener names; Kafka only
     controller_replicas: int = 0  # KRaft controllers; 0 in ZooKeeper mode
+    # during the migration the cluster id is ZooKeeper's: the preflight hook writes the KRaft
+    # cluster Secret (agents/migration), this hook only checks it once it exists
+    kraft_cluster_from_zookeeper: bool = False
     controller_extra_sans: tuple[str, ...] = ()  # KRaft controllers only
     release: str = ""  # when set, written Secrets get the label kairn.dev/cluster: <release>
 

@@ -180,6 +180,8 @@ def _plan_kraft(d: Desired, found: Secret | None) -> list[Action]:
     """The KRaft cluster Secret is created once and then only read: a new cluster id would make
     every formatted volume refuse to start, so a damaged one is an error for a person to fix."""
     if found is None:
+        if d.kraft_cluster_from_zookeeper:
+            return []
         return [CreateKRaftCluster(d.kraft_secret, d.controller_replicas, "missing")]
     for key in (kraft.CLUSTER_ID, kraft.INITIAL_CONTROLLERS):
         if not found.data.get(key):

@@ -75,7 +75,7 @@ brokers or ZooKeeper nodes that nobody can scrape are not a healthy cluster.
       annotations:
         summary: "{{`{{ $value }}`}} active Kafka controllers in {{ .Release.Namespace }} (want exactly 1)"
         description: "Without a controller no leader moves and no topic changes; two mean a split brain. No series at all means no broker is scraped."
-{{- if include "kairn.kraft" . }}
+{{- if include "kairn.controllers" . }}
 {{- $voters := int .Values.kafka.controller.replicas }}
 {{- $majority := add (div $voters 2) 1 }}
 - name: kairn-controllers

@@ -202,12 +202,15 @@ even ZooKeeper sizes and bad sizes first; these repeat the important ones for --
 {{- fail (printf "kafka.config must not set %q: the chart sets it per pod (see docs/wiring.md)" $k) -}}
 {{- end -}}
 {{- end -}}
-{{- if include "kairn.kraft" . -}}
+{{- if and (include "kairn.migrating" .) (not .Values.metrics.jmx.enabled) -}}
+{{- fail (printf "kafka.metadata.mode=%s needs metrics.jmx.enabled=true: the migration hooks wait for the controllers' ZkMigrationState on their /metrics" .Values.kafka.metadata.mode) -}}
+{{- end -}}
+{{- if include "kairn.controllers" . -}}
 {{- $c := int .Values.kafka.controller.replicas -}}
 {{- if or (lt $c 1) (eq (mod $c 2) 0) -}}
 {{- fail (printf "kafka.controller.replicas must be odd and at least 1 (the quorum needs a majority of voters), got %d" $c) -}}
 {{- end -}}
-{{- range $k := list "node.id" "process.roles" "controller.quorum.bootstrap.servers" "controller.listener.names" -}}
+{{- range $k := list "node.id" "process.roles" "controller.quorum.bootstrap.servers" "controller.listener.names" "zookeeper.metadata.migration.enable" -}}
 {{- if or (hasKey $.Values.kafka.config $k) (hasKey $.Values.kafka.controller.config $k) -}}
 {{- fail (printf "kafka.config and kafka.controller.config must not set %q: the chart sets it in KRaft mode (see _kraft.tpl)" $k) -}}
 {{- end -}}

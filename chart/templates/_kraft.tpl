@@ -14,9 +14,66 @@ a volume whose meta.properties names this cluster and node is left alone; any ot
 the pod with a message, so a volume is never reformatted and never joins the wrong cluster.
 */}}
 
-{{/* "true" in KRaft mode, "" otherwise: use as (include "kairn.kraft" .) */}}
+{{/*
+The metadata phases (kafka.metadata.mode; agents/migration/README.md): zookeeper, then the
+migration's migration and kraft-brokers, then kraft. Each helper is "true" or "":
+  kairn.kraft        brokers run in KRaft mode (kraft-brokers, kraft)
+  kairn.controllers  the controller quorum is deployed (migration, kraft-brokers, kraft)
+  kairn.zookeeper    the ZooKeeper ensemble is rendered (zookeeper, migration, kraft-brokers)
+  kairn.migrating    the controllers copy to and write through ZooKeeper (migration, kraft-brokers)
+  kairn.kafka4       the Kafka image is 4.x (log4j 2; Kafka 3.9 still reads log4j 1)
+*/}}
 {{- define "kairn.kraft" -}}
-{{- if eq .Values.kafka.metadata.mode "kraft" }}true{{ end -}}
+{{- if has .Values.kafka.metadata.mode (list "kraft-brokers" "kraft") }}true{{ end -}}
+{{- end -}}
+{{- define "kairn.controllers" -}}
+{{- if ne .Values.kafka.metadata.mode "zookeeper" }}true{{ end -}}
+{{- end -}}
+{{- define "kairn.zookeeper" -}}
+{{- if ne .Values.kafka.metadata.mode "kraft" }}true{{ end -}}
+{{- end -}}
+{{- define "kairn.migrating" -}}
+{{- if has .Values.kafka.metadata.mode (list "migration" "kraft-brokers") }}true{{ end -}}
+{{- end -}}
+
+{{/* The Kafka image of brokers and controllers: Kafka 4 (kraftImageTag) only in phase kraft */}}
+{{- define "kairn.kafkaImage.current" -}}
+{{- if eq .Values.kafka.metadata.mode "kraft" -}}
+{{ include "kairn.kafkaImage.kraft" . }}
+{{- else -}}
+{{ include "kairn.kafkaImage" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Kafka version of that image's tag ("" when only a digest names it) */}}
+{{- define "kairn.kafkaVersion" -}}
+{{- $k := .Values.kafka.image -}}
+{{- if not $k.digest -}}
+{{- default (ternary .Values.kafka.metadata.kraftImageTag .Chart.AppVersion (eq .Values.kafka.metadata.mode "kraft")) $k.tag | toString -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kairn.kafka4" -}}
+{{- $v := include "kairn.kafkaVersion" . -}}
+{{- if $v -}}
+{{- if not (hasPrefix "3." $v) }}true{{ end -}}
+{{- else if eq .Values.kafka.metadata.mode "kraft" }}true{{ end -}}
+{{- end -}}
+
+{{/* Labels on every StatefulSet: the phase, which the preflight hook reads back as the current one */}}
+{{- define "kairn.phaseLabel" -}}
+kairn.dev/metadata-mode: {{ .Values.kafka.metadata.mode | quote }}
+{{- end -}}
+
+{{/* The controllers' /metrics addresses (the migration hooks read ZkMigrationState there) */}}
+{{- define "kairn.controller.metrics" -}}
+{{- if .Values.metrics.jmx.enabled -}}
+{{- $nodes := list -}}
+{{- range $i := until (int .Values.kafka.controller.replicas) -}}
+{{- $nodes = append $nodes (printf "%s-%d.%s.%s:%v" (include "kairn.controller.fullname" $) $i (include "kairn.controller.headless" $) (include "kairn.svcDomain" $) $.Values.metrics.jmx.port) -}}
+{{- end -}}
+{{- join "," $nodes -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "kairn.controller.fullname" -}}{{ include "kairn.fullname" . }}-controller{{- end -}}
@@ -88,7 +145,7 @@ the format configuration from server.properties plus the pod's node.id.
 {{- $controller := eq .role "controller" -}}
 {{- $values := ternary $ctx.Values.kafka.controller $ctx.Values.kafka $controller -}}
 - name: format-storage
-  image: {{ include "kairn.kafkaImage.kraft" $ctx }}
+  image: {{ include "kairn.kafkaImage.current" $ctx }}
   imagePullPolicy: {{ $ctx.Values.kafka.image.pullPolicy }}
   command: ["/bin/bash", "-ec"]
   args:
@@ -104,7 +161,9 @@ the format configuration from server.properties plus the pod's node.id.
         while IFS='=' read -r key value; do
           case "$key" in
             cluster.id) found_cluster=$value ;;
-            node.id) found_node=$value ;;
+            # broker.id: a broker's volume from ZooKeeper mode (meta.properties version 0),
+            # which the migration keeps; Kafka rewrites it with node.id when the broker starts
+            node.id|broker.id) found_node=$value ;;
           esac
         done < "$meta"
         if [ "$found_cluster" != "$CLUSTER_ID" ] || [ "$found_node" != "$node_id" ]; then
@@ -147,7 +206,7 @@ the format configuration from server.properties plus the pod's node.id.
     - name: KAFKA_HEAP_OPTS
       value: "-Xmx256m"
     - name: KAFKA_LOG4J_OPTS
-      value: "-Dlog4j2.configurationFile=/etc/kafka/config/log4j2.properties"
+      value: {{ include "kairn.kafka.log4jOpts" $ctx | quote }}
   resources:
     {{- toYaml $values.resources | nindent 4 }}
   securityContext:
@@ -180,3 +239,4 @@ the format configuration from server.properties plus the pod's node.id.
     secretName: {{ include "kairn.secret.kraftCluster" . }}
     defaultMode: 0440
 {{- end -}}
+

@@ -28,8 +28,9 @@ without a word. The rebalance ConfigMaps' server ("deadline" unset) gets deadlin
 {{- end -}}
 
 {{/* The rebalance ConfigMaps' server runs (a container of the agents Deployment). */}}
+{{- /* not during the migration: a reassignment would race the brokers' rolls between modes */ -}}
 {{- define "kairn.rebalanceRequests" -}}
-{{- if and .Values.roller.enabled .Values.kafka.rebalance.requests.enabled -}}true{{- end -}}
+{{- if and .Values.roller.enabled .Values.kafka.rebalance.requests.enabled (not (include "kairn.migrating" .)) -}}true{{- end -}}
 {{- end -}}
 
 {{/* The preflight Job's deadline: longer by the drain's when the drain may run. */}}
