@@ -119,6 +119,16 @@ def transition(current: str | None, requested: str) -> Transition:
     # Backwards from a dual-write phase. kraft-brokers -> migration is the first roll of the
     # revert table's "Migrating brokers to KRaft" row (brokers back in ZooKeeper mode with the
     # migration flag still on); Strimzi's KRaftPostMigration -> KRaftDualWriting is the same.
+    # kraft-brokers -> zookeeper in one upgrade is refused: that row needs two broker rolls
+    # with different configs (flag kept, then dropped) and one helm rendering gives one.
+    if (current, requested) == (KRAFT_BROKERS, ZOOKEEPER):
+        return _refused(
+            current,
+            requested,
+            MIGRATION,
+            f"kafka.metadata.mode={requested} from phase {current}: roll back one phase at a "
+            f"time: {upgrade(MIGRATION)} first, then {ZOOKEEPER}",
+        )
     return Transition(current, requested, ROLLBACK, requested)
 
 
@@ -293,7 +303,7 @@ def version_refusals(t: Transition, obs: ObservedState) -> list[str]:
     if (
         obs.ibp_requested is not None
         and obs.ibp_running is not None
-        and obs.ibp_requested != obs.ibp_running
+        and not same_ibp(obs.ibp_requested, obs.ibp_running)
         and t.requested != KRAFT_BROKERS  # KRaft brokers drop the IBP: not a change of it
     ):
         out.append(
@@ -369,6 +379,17 @@ def _describe(b: BrokerState | None) -> str:
         BROKER_ZK_MIGRATING: "in ZooKeeper mode (migrating)",
         BROKER_KRAFT: "in KRaft mode" + ("" if b.registered else ", not registered"),
     }.get(b.mode, f"in an unknown mode {b.mode!r}")
+
+
+def same_ibp(a: str, b: str) -> bool:
+    """The same inter.broker.protocol.version: "3.9" names the latest 3.9-IVn (Kafka reports a
+    default as "3.9-IV0" where a file may say "3.9"), so a value without its IV suffix matches
+    any IV of its release."""
+    if a == b:
+        return True
+    if "-" in a and "-" in b:
+        return False
+    return a.split("-", 1)[0] == b.split("-", 1)[0]
 
 
 def _is_39(ibp: str | None) -> bool:

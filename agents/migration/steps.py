@@ -410,15 +410,10 @@ def _back_to_migration() -> Step:
     )
 
 
-def _kraft_brokers_to_zookeeper() -> tuple[Step, ...]:
-    return (_back_to_migration(), *_migration_to_zookeeper())
-
-
 _STEPS = {
     (ZOOKEEPER, MIGRATION): _to_migration,
     (MIGRATION, KRAFT_BROKERS): _to_kraft_brokers,
     (KRAFT_BROKERS, KRAFT): _to_kraft,
     (MIGRATION, ZOOKEEPER): _migration_to_zookeeper,
     (KRAFT_BROKERS, MIGRATION): lambda: (_back_to_migration(),),
-    (KRAFT_BROKERS, ZOOKEEPER): _kraft_brokers_to_zookeeper,
 }

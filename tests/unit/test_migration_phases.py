@@ -46,7 +46,7 @@ TABLE = {
     (M, M): (NONE, M),
     (M, B): (FORWARD, B),
     (M, K): (REFUSED, B),
-    (B, Z): (ROLLBACK, Z),
+    (B, Z): (REFUSED, M),
     (B, M): (ROLLBACK, M),
     (B, B): (NONE, B),
     (B, K): (FORWARD, K),
@@ -73,6 +73,8 @@ REFUSALS = {
     (None, M): "kafka.metadata.mode=migration is a migration phase, not a way to install (a new "
     "install): install with kafka.metadata.mode=zookeeper (then helm upgrade --set "
     "kafka.metadata.mode=migration) or kafka.metadata.mode=kraft",
+    (B, Z): "kafka.metadata.mode=zookeeper from phase kraft-brokers: roll back one phase at a "
+    "time: helm upgrade --set kafka.metadata.mode=migration first, then zookeeper",
     (Z, K): "kafka.metadata.mode=kraft skips phase migration (the release is in phase "
     "zookeeper): run helm upgrade --set kafka.metadata.mode=migration first",
     (Z, B): "kafka.metadata.mode=kraft-brokers skips phase migration (the release is in phase "
@@ -131,7 +133,7 @@ def test_healthy_steps_pass():
         ibp_requested=None,
     )
     assert preflight(B, K, kraft) == []
-    assert preflight(B, Z, kraft) == []
+    assert preflight(B, Z, kraft) == [REFUSALS[(B, Z)]]
     assert preflight(B, M, kraft) == []
     assert preflight(None, K, ObservedState(0, kafka_version="4.4.0")) == []
 
@@ -287,11 +289,11 @@ def test_migration_needs_ibp_39():
 def test_rollback_refused_once_kafka_reports_the_migration_finalized():
     obs = healthy(brokers=brokers(BROKER_KRAFT), zk_migration_state=3, migrating_zk_brokers=0)
     msg = (
-        "phase kraft-brokers -> zookeeper refused: the controllers report ZkMigrationState "
+        "phase kraft-brokers -> migration refused: the controllers report ZkMigrationState "
         "POST_MIGRATION (3): the migration was finalized and cannot be reverted; run helm "
         "upgrade --set kafka.metadata.mode=kraft"
     )
-    assert preflight(B, Z, obs) == [msg]
+    assert preflight(B, M, obs) == [msg]
     assert ph.finalized_refusals(transition(B, K), obs) == []
 
 

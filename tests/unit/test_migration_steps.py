@@ -173,14 +173,6 @@ PLANS = {
         ("roll", "brokers", Z),
     ],
     (B, M): [("roll", "brokers", M)],
-    (B, Z): [
-        ("roll", "brokers", M),
-        ("deprovision", "controllers", None),
-        ("zk-read", "/migration", None),
-        ("zk-delete", "/controller", None),
-        ("zk-delete", "/migration", None),
-        ("roll", "brokers", Z),
-    ],
 }
 
 
@@ -190,7 +182,7 @@ def test_steps_of_every_transition(current, requested):
 
 
 @pytest.mark.parametrize(
-    ("current", "requested"), [(None, Z), (None, K), (Z, Z), (K, K), (Z, K), (K, Z), (None, M)]
+    ("current", "requested"), [(None, Z), (None, K), (Z, Z), (K, K), (Z, K), (K, Z), (None, M), (B, Z)]
 )
 def test_no_steps_for_installs_unchanged_or_refused(current, requested):
     assert plan(current, requested).steps == ()
@@ -210,7 +202,7 @@ def test_signals_waited_for():
     assert "zk-controller-broker" in waits(plan(M, Z).steps[-1])
     # the first roll of the kraft-brokers revert keeps dual write: the brokers come back as
     # migrating ZooKeeper brokers before the controllers go
-    assert {"migrating-zk-brokers-all", "zk-state-migration"} <= waits(plan(B, Z).steps[0])
+    assert {"migrating-zk-brokers-all", "zk-state-migration"} <= waits(plan(B, M).steps[0])
     every = [s for t in PLANS for s in plan(*t).steps]
     assert all(
         s.verified for step in every for s in step.waits_for if s.name != "brokers-reregistered"
@@ -222,13 +214,13 @@ def test_signals_waited_for():
 def test_rollback_restores_what_the_kraft_brokers_dropped():
     """The revert row "Migrating brokers to KRaft": broker.id back, process.roles gone,
     zookeeper.connect and the other zookeeper.* settings restored, the migration flag kept."""
-    first = plan(B, Z).steps[0]
+    first = plan(B, M).steps[0]
     back = node_config(first.config, BROKER, 1, CLUSTER)
     assert back["broker.id"] == "1" and back["process.roles"] is None
     assert back["zookeeper.connect"] and back["zookeeper.session.timeout.ms"] == "18000"
     assert back["zookeeper.metadata.migration.enable"] == "true"
     assert back["authorizer.class.name"] == ACL_AUTHORIZER
-    last = node_config(plan(B, Z).steps[-1].config, BROKER, 1, CLUSTER)
+    last = node_config(plan(M, Z).steps[-1].config, BROKER, 1, CLUSTER)
     assert last["zookeeper.metadata.migration.enable"] is None
     assert last["controller.listener.names"] is None
     assert last["controller.quorum.bootstrap.servers"] is None
