@@ -79,6 +79,7 @@ class Agent:
         self.api = api or kube_client(settings)
         self.core = client.CoreV1Api(self.api)
         self.metrics = Metrics(self.kind)
+        self.metrics.metadata_phase(settings.metadata_mode)
         self.kafka = KafkaAccess(settings, self.metrics, factory=self.kafka_factory())
         self.controller = Controller(
             self.kind,

@@ -13,6 +13,8 @@ Metrics live in a :class:`Metrics` object with its own registry, labelled by ``a
 - ``kafka_requests_total{agent,api,result}`` (Counter; result: ok, error)
 - ``watch_restarts_total{agent}`` (Counter), ``queue_depth{agent}`` (Gauge),
   ``last_full_sync_timestamp_seconds{agent}`` (Gauge)
+- ``metadata_phase{agent,phase}`` (Gauge; 1 for the release's kafka.metadata.mode: zookeeper,
+  migration, kraft-brokers or kraft)
 - ``certificate_expiry_timestamp_seconds{agent,certificate}`` (Gauge; the TLS files the agent
   uses, read at every scrape: see :meth:`Metrics.watch_certificates`)
 
@@ -92,6 +94,12 @@ class Metrics:
             ["agent"],
             registry=r,
         )
+        self._phase = Gauge(
+            "kairn_metadata_phase",
+            "1 for the release's metadata phase (kafka.metadata.mode)",
+            ["agent", "phase"],
+            registry=r,
+        )
         self._tenants.labels(agent).set(0)
         self._watch_restarts.labels(agent)
         self._queue_depth.labels(agent).set(0)
@@ -128,6 +136,11 @@ class Metrics:
 
     def watch_restarted(self) -> None:
         self._watch_restarts.labels(self.agent).inc()
+
+    def metadata_phase(self, phase: str) -> None:
+        """Shown only when the chart says it (an agent run by hand has no phase)."""
+        if phase:
+            self._phase.labels(self.agent, phase).set(1)
 
     def set_queue_depth(self, n: int) -> None:
         self._queue_depth.labels(self.agent).set(n)

@@ -113,6 +113,13 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
         default=env("KAFKA_TIMEOUT_MS", "30000"),
         help="Kafka request timeout [KAIRN_KAFKA_TIMEOUT_MS] (default 30000)",
     )
+    a(
+        "--metadata-mode",
+        default=env("METADATA_MODE", ""),
+        help="the release's kafka.metadata.mode (zookeeper, migration, kraft-brokers, kraft), "
+        "shown as kairn_metadata_phase; the agents decide how to talk to Kafka from what the "
+        "brokers report, not from this [KAIRN_METADATA_MODE]",
+    )
     return p
 
 
@@ -134,6 +141,7 @@ class Settings:
     resync_seconds: float = 300.0
     kubeconfig: str | None = None
     kafka_timeout_ms: int = 30000
+    metadata_mode: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -49,3 +49,17 @@ def test_no_tls_files_no_samples():
     m = Metrics("topic")
     m.watch_certificates({"agents": None, "cluster-ca": None})
     assert expiry(m) == {}
+
+
+def test_metadata_phase_is_one_series_when_the_chart_names_it():
+    shown, hidden = Metrics("topic"), Metrics("user")
+    shown.metadata_phase("kraft-brokers")
+    hidden.metadata_phase("")
+    series = [
+        (s.name, s.labels, s.value)
+        for f in text_string_to_metric_families(shown.render().decode())
+        for s in f.samples
+        if s.name == "kairn_metadata_phase"
+    ]
+    assert series == [("kairn_metadata_phase", {"agent": "topic", "phase": "kraft-brokers"}, 1.0)]
+    assert b"kairn_metadata_phase{" not in hidden.render()
