@@ -99,6 +99,32 @@ def parser() -> argparse.ArgumentParser:
         help="seconds a pod may take to come back in sync, or stay blocked, before the roll "
         "stops [KAIRN_POD_TIMEOUT_SECONDS] (default 300)",
     )
+    # the migration's hooks (agents/migration; chart: one kafka.metadata.mode per upgrade)
+    arg(
+        "--metadata-mode",
+        default=_env("METADATA_MODE", ""),
+        help="the rendering's kafka.metadata.mode: zookeeper, migration, kraft-brokers, kraft; "
+        "empty: tell the mode from the cluster as before [KAIRN_METADATA_MODE]",
+    )
+    arg("--release", default=_env("CLUSTER", ""), help="Helm release name [KAIRN_CLUSTER]")
+    arg(
+        "--controller-replicas",
+        type=int,
+        default=_env("CONTROLLER_REPLICAS", "3"),
+        help="[KAIRN_CONTROLLER_REPLICAS] (default 3)",
+    )
+    arg(
+        "--controller-metrics",
+        default=_env("CONTROLLER_METRICS", ""),
+        help="host:port of every controller's /metrics in ordinal order [KAIRN_CONTROLLER_METRICS]",
+    )
+    arg(
+        "--kraft-cluster-secret",
+        default=_env("KRAFT_CLUSTER_SECRET", ""),
+        help="[KAIRN_KRAFT_CLUSTER_SECRET] (default <fullname>-kraft-cluster)",
+    )
+    arg("--kafka-version", default=_env("KAFKA_VERSION", ""), help="[KAIRN_KAFKA_VERSION]")
+    arg("--ibp", default=_env("IBP", ""), help="rendered IBP [KAIRN_IBP]")
     arg(
         "--log-level",
         default=(_env("LOG_LEVEL") or "info").lower(),
@@ -132,6 +158,16 @@ class ConfigError(Exception):
 
 
 def _adapters(args, platform=None, log_fn=log):
+    platform, kafka, tls = _base(args, platform, log_fn)
+    mode = _mode(platform, kafka)
+    if mode == KRAFT:
+        return platform, kafka, None, mode
+    if not args.zookeeper_nodes:
+        raise ConfigError("--zookeeper-nodes (KAIRN_ZOOKEEPER_NODES) is required")
+    return platform, kafka, ZooKeeper(parse_nodes(args.zookeeper_nodes), tls), mode
+
+
+def _base(args, platform=None, log_fn=log):
     for flag in ("bootstrap", "tls_ca_file", "tls_cert_file", "tls_key_file"):
         if not getattr(args, flag):
             env = "KAIRN_" + flag.upper()
@@ -154,13 +190,47 @@ def _adapters(args, platform=None, log_fn=log):
         }
         if args.controller_statefulset:
             statefulsets[CONTROLLER] = args.controller_statefulset
+        elif args.metadata_mode and args.fullname:
+            # a rollback to zookeeper renders no controllers: their leftovers are still named
+            statefulsets[CONTROLLER] = f"{args.fullname}-controller"
         platform = KubePlatform(args.namespace, statefulsets, args.fullname or "", log=log_fn)
-    mode = _mode(platform, kafka)
-    if mode == KRAFT:
-        return platform, kafka, None, mode
+    return platform, kafka, tls
+
+
+def _migration(args, platform, kafka, tls, settings, sleep) -> int | None:
+    """The migration's preflight or roll (agents/migration/hooks.py); None: not a migration
+    phase, today's hook runs."""
+    from agents.migration import hooks, observe, phases
+
+    try:
+        requested = phases.parse_phase(args.metadata_mode)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     if not args.zookeeper_nodes:
         raise ConfigError("--zookeeper-nodes (KAIRN_ZOOKEEPER_NODES) is required")
-    return platform, kafka, ZooKeeper(parse_nodes(args.zookeeper_nodes), tls), mode
+    nodes = parse_nodes(args.zookeeper_nodes)
+    addresses = observe.parse_addresses(args.controller_metrics)
+    cfg = hooks.Config(
+        requested=requested,
+        release=args.release,
+        controller_replicas=args.controller_replicas,
+        kraft_secret=args.kraft_cluster_secret or f"{args.fullname}-kraft-cluster",
+        kafka_version=args.kafka_version or None,
+        ibp=args.ibp or None,
+        metrics=tuple(addresses),
+    )
+    h = hooks.Hooks(
+        cfg,
+        platform,
+        kafka,
+        ZooKeeper(nodes, tls),
+        observe.Znodes(nodes, tls),
+        observe.ControllerMetrics(addresses) if addresses else None,
+        settings,
+        log,
+        sleep=sleep,
+    )
+    return hooks.run(args.command, h, getattr(args, "wait", 0))
 
 
 def _mode(platform, kafka) -> str:
@@ -202,8 +272,16 @@ def main(argv: list[str] | None = None, platform=None, sleep=time.sleep) -> int:
             wanted = metadata_version.resolve(args.metadata_version)
         except ValueError as e:
             raise ConfigError(str(e)) from e
-        platform, kafka, zk, mode = _adapters(args, platform)
         settings = Settings(pod_timeout=args.pod_timeout, metadata_version=wanted)
+        if args.metadata_mode and args.command in ("preflight", "roll"):
+            platform, kafka, _ = _base(args, platform)
+            settings.roll_all = getattr(args, "all_pods", False)
+            code = _migration(args, platform, kafka, kafka.tls, settings, sleep)
+            if code is not None:
+                return code
+            settings.roll_all = False
+            kafka.close()  # today's hook builds its own
+        platform, kafka, zk, mode = _adapters(args, platform)
         kind = KRaftRoller if mode == KRAFT else Roller
         if args.command == "preflight":  # then the scale-in guard (agents/scaling)
             code = _preflight(kind(platform, kafka, zk, settings, log), args.wait, sleep)

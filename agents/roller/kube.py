@@ -240,3 +240,113 @@ class KubePlatform:
             return None
         text = (cm.data or {}).get("server.properties")
         return parse_properties(text) if text is not None else None
+
+    # ---- the migration hooks (agents/migration) ---------------------------------------------
+    def labels(self, component: str) -> dict[str, str] | None:
+        """The StatefulSet's metadata.labels; None when it does not exist."""
+        from kubernetes.client.rest import ApiException
+
+        if component not in self.sts:
+            return None
+        try:
+            return dict(self._sts(component).metadata.labels or {})
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def leftover_pods(self, component: str) -> list[str]:
+        """Pods named like the component's StatefulSet's (``<name>-<ordinal>``), whether or not
+        the StatefulSet still exists: Helm deletes a StatefulSet, its pods go a moment later."""
+        prefix = f"{self.sts[component]}-"
+        items = self.core.list_namespaced_pod(self.ns, _request_timeout=30).items
+        return sorted(
+            p.metadata.name
+            for p in items
+            if p.metadata.name.startswith(prefix) and p.metadata.name[len(prefix) :].isdigit()
+        )
+
+    def delete_claims(self, component: str) -> list[str]:
+        """Delete the claims of the component's StatefulSet's pods (``<template>-<sts>-<n>``);
+        the names deleted (none when already gone)."""
+        from kubernetes.client.rest import ApiException
+
+        sts = self.sts[component]
+        out = []
+        for c in self.core.list_namespaced_persistent_volume_claim(
+            self.ns, _request_timeout=30
+        ).items:
+            head, _, ordinal = c.metadata.name.rpartition("-")
+            if not (ordinal.isdigit() and head.endswith(f"-{sts}")):
+                continue
+            try:
+                self.core.delete_namespaced_persistent_volume_claim(
+                    c.metadata.name, self.ns, _request_timeout=30
+                )
+                out.append(c.metadata.name)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+        return out
+
+    def delete_by_selector(self, selector: str) -> list[str]:
+        """Delete the StatefulSets, Services, ConfigMaps and PodDisruptionBudgets matching the
+        label selector (the kept ZooKeeper objects after a finalize); claims are left alone.
+        Returns "<kind>/<name>" of what was deleted."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        policy = client.PolicyV1Api(self.apps.api_client)
+        kinds = (
+            ("StatefulSet", self.apps.list_namespaced_stateful_set,
+             self.apps.delete_namespaced_stateful_set),
+            ("Service", self.core.list_namespaced_service, self.core.delete_namespaced_service),
+            ("ConfigMap", self.core.list_namespaced_config_map,
+             self.core.delete_namespaced_config_map),
+            ("PodDisruptionBudget", policy.list_namespaced_pod_disruption_budget,
+             policy.delete_namespaced_pod_disruption_budget),
+        )  # fmt: skip
+        out = []
+        for kind, lister, deleter in kinds:
+            for obj in lister(self.ns, label_selector=selector, _request_timeout=30).items:
+                try:
+                    deleter(obj.metadata.name, self.ns, _request_timeout=30)
+                    out.append(f"{kind}/{obj.metadata.name}")
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+        return out
+
+    def secret_data(self, name: str) -> dict[str, bytes] | None:
+        """A Secret's data decoded; None when it does not exist."""
+        import base64
+
+        from kubernetes.client.rest import ApiException
+
+        try:
+            s = self.core.read_namespaced_secret(name, self.ns, _request_timeout=30)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v) for k, v in (s.data or {}).items()}
+
+    def create_secret(self, name: str, data: dict[str, bytes], labels: dict[str, str]) -> bool:
+        """Create a Secret; False when one of that name already exists (never overwritten)."""
+        import base64
+
+        from kubernetes.client.rest import ApiException
+
+        c = self.client
+        body = c.V1Secret(
+            metadata=c.V1ObjectMeta(name=name, labels=labels),
+            type="Opaque",
+            data={k: base64.b64encode(v).decode() for k, v in data.items()},
+        )
+        try:
+            self.core.create_namespaced_secret(self.ns, body, _request_timeout=30)
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
