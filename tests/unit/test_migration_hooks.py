@@ -383,7 +383,7 @@ def test_rollback_to_zookeeper_cleans_zookeeper_and_rolls_the_brokers():
     assert w.order[-1] == "/migration"  # last: a rerun before this line finds the revert pending
     assert sg.parse_controller(w.znodes["/controller"]).names_broker
     whats = [what for what, _ in waited(logs)]
-    assert whats[0] == "the controller pods to be gone"
+    assert whats[1] == "the controller pods to be gone"
     assert whats[-1] == "/controller to name a broker (a ZooKeeper controller again)"
     # done: the next roll is today's
     assert hk.run("roll", make(w, ZOOKEEPER)[0]) is None
