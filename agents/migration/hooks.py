@@ -1,5 +1,5 @@
-"""The migration's side of `kairn-roller preflight` and `kairn-roller roll` (issue 20; the
-contract is docs of the chart's hook env: KAIRN_METADATA_MODE and friends).
+"""The migration's side of `kairn-roller preflight` and `kairn-roller roll` (issue 20), chosen
+when the chart sets KAIRN_METADATA_MODE (the rendering's kafka.metadata.mode).
 
 `run` returns None when the hook is not the migration's (a zookeeper or kraft release staying
 as it is, with nothing of a migration left): the caller then does today's preflight or roll.

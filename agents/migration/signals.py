@@ -79,8 +79,9 @@ def roll_kind(requested: str, zookeeper_deployed: bool, controllers_deployed: bo
 # ---- ZooKeeper's znodes -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ControllerZnode:
-    """/controller (ZkData.ControllerZNode): ``brokerid`` and, when a KRaft controller claimed
-    it in a migration, ``kraftControllerEpoch``. ``raw`` None: the znode does not exist."""
+    """/controller (ZkData.ControllerZNode): ``brokerid`` and ``kraft``: a KRaft controller
+    claimed it in a migration (``kraftControllerEpoch`` >= 0; a broker writes -1). ``raw``
+    None: the znode does not exist."""
 
     raw: bytes | None
     broker_id: int | None = None
@@ -105,9 +106,12 @@ def parse_controller(raw: bytes | None) -> ControllerZnode:
     if not isinstance(data, dict):
         return ControllerZnode(raw)
     bid = data.get("brokerid")
-    return ControllerZnode(
-        raw, int(bid) if isinstance(bid, int) else None, "kraftControllerEpoch" in data
-    )
+    # Kafka 3.9's brokers write the field too, as -1 (read from a ZooKeeper-mode cluster of the
+    # test harness: {"version":2,"brokerid":0,...,"kraftControllerEpoch":-1}); a KRaft
+    # controller's claim carries its epoch, >= 0
+    epoch = data.get("kraftControllerEpoch")
+    kraft = isinstance(epoch, int) and epoch >= 0
+    return ControllerZnode(raw, int(bid) if isinstance(bid, int) else None, kraft)
 
 
 def parse_json(raw: bytes | None) -> dict:

@@ -75,8 +75,15 @@ KRAFT_CLAIM = b'{"version":2,"brokerid":101,"timestamp":"1","kraftControllerEpoc
 BROKER_CLAIM = b'{"version":2,"brokerid":1,"timestamp":"1"}'
 
 
+# as a Kafka 3.9 broker of the harness wrote it (ZooKeeper mode, no migration)
+BROKER_39 = b'{"version":2,"brokerid":0,"timestamp":"1796288730381","kraftControllerEpoch":-1}'
+
+
 def test_controller_znode():
     assert sg.parse_controller(BROKER_CLAIM).names_broker
+    real = sg.parse_controller(BROKER_39)
+    assert real.names_broker and not real.kraft and real.broker_id == 0
+    assert not sg.needs_revert(None, real)
     k = sg.parse_controller(KRAFT_CLAIM)
     assert k.kraft and k.broker_id == 101 and not k.names_broker
     assert not sg.parse_controller(None).names_broker
