@@ -36,6 +36,7 @@ class Config:
     kafka_version: str | None = None
     ibp: str | None = None
     metrics: tuple[str, ...] = ()
+    kafka_replicas: int | None = None  # the rendering's kafka.replicas (KAIRN_KAFKA_REPLICAS)
 
 
 class MigrationError(Exception):

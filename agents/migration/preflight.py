@@ -57,6 +57,12 @@ class Preflight:
             )
         obs = self.observe(current) if t.accepted else phases.ObservedState(0)
         refusals += phases.preflight(current, requested, obs)
+        if t.accepted and (
+            found := signals.replicas_refusal(
+                current, requested, self.p.replicas(KAFKA), self.cfg.kafka_replicas
+            )
+        ):
+            refusals.append(found)
         if not refusals and (current, requested) == (ZK_PHASE, MIGRATION):
             refusals += self.ensure_kraft_secret()
         return refusals

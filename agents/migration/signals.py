@@ -76,6 +76,20 @@ def roll_kind(requested: str, zookeeper_deployed: bool, controllers_deployed: bo
     return None
 
 
+def replicas_refusal(current: str, requested: str, live: int, wanted: int | None) -> str | None:
+    """No broker count change in an upgrade that changes the phase or runs in a dual-write
+    one: the migration waits count every broker (MigratingZkBrokerCount = the broker count),
+    and the scale-in guard's drain and the scale-out's roll are not written for brokers of two
+    modes. Change kafka.replicas in its own upgrade, in phase zookeeper or kraft."""
+    if wanted is None or wanted == live:
+        return None
+    return (
+        f"phase {current} -> {requested} refused: kafka.replicas would change from {live} to "
+        f"{wanted} in the same upgrade; keep kafka.replicas={live} through the migration and "
+        f"change it in its own helm upgrade in phase {ZOOKEEPER} or {KRAFT}"
+    )
+
+
 # ---- ZooKeeper's znodes -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ControllerZnode:

@@ -218,6 +218,7 @@ def _migration(args, platform, kafka, tls, settings, sleep) -> int | None:
         kafka_version=args.kafka_version or None,
         ibp=args.ibp or None,
         metrics=tuple(addresses),
+        kafka_replicas=int(_env("KAFKA_REPLICAS")) if _env("KAFKA_REPLICAS") else None,
     )
     h = hooks.Hooks(
         cfg,

@@ -273,6 +273,15 @@ def test_a_broker_on_an_older_revision_blocks_the_next_step():
     assert any("broker 2 is in an unknown mode" in r for r in out)
 
 
+def test_a_broker_count_change_is_refused_with_a_phase_change():
+    w = World(ZOOKEEPER, "z1", "z1", controllers=False)
+    h, _ = make(w, MIGRATION)
+    h.cfg = hk.Config(**{**h.cfg.__dict__, "kafka_replicas": 4})
+    (refusal,) = h.preflight()
+    assert "kafka.replicas would change from 3 to 4" in refusal
+    assert w.secrets == {}  # refused before the Secret is written
+
+
 def test_migration_phases_need_the_controllers_metrics():
     w = World(ZOOKEEPER, "z1", "z1", controllers=False)
     h, _ = make(w, MIGRATION, metrics=False)

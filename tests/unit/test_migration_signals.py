@@ -249,3 +249,10 @@ def test_broker_registered():
     assert not sg.broker_registered(BROKER_ZK_MIGRATING, 1, {0, 1, 2}, 2, 3)
     assert not sg.broker_registered(BROKER_ZK, 1, {0, 1, 2}, 3, 3)
     assert not sg.broker_registered(None, 1, {0, 1, 2}, 3, 3)
+
+
+def test_broker_count_fixed_through_a_phase_change():
+    assert sg.replicas_refusal(Z, M, 3, None) is None
+    assert sg.replicas_refusal(Z, M, 3, 3) is None
+    why = sg.replicas_refusal(M, B, 3, 4)
+    assert "kafka.replicas would change from 3 to 4" in why and "phase zookeeper or kraft" in why
