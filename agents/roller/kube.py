@@ -279,6 +279,8 @@ class KubePlatform:
             head, _, ordinal = c.metadata.name.rpartition("-")
             if not (ordinal.isdigit() and head.endswith(f"-{sts}")):
                 continue
+            if c.metadata.deletion_timestamp is not None:  # already going (a rerun)
+                continue
             try:
                 self.core.delete_namespaced_persistent_volume_claim(
                     c.metadata.name, self.ns, _request_timeout=30
