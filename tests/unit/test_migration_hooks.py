@@ -4,6 +4,7 @@ controllers' gauges, /controller and /migration)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -461,3 +462,79 @@ def test_cli_dispatches_migration_phases_and_keeps_todays_hooks_otherwise(
     assert cli.main([*argv, "roll"], platform=w, sleep=lambda s: None) == 0
     assert w.zk_state == 1 and len(w.deleted) == 3
     assert cli.main([*argv, "--metadata-mode", KRAFT_BROKERS, "preflight"], platform=w) == 0
+
+
+# ---- a SIGKILL at any step, then the same upgrade again -------------------------------------
+class Killed(BaseException):  # not an Exception: nothing in the hooks may catch it
+    pass
+
+
+class Mortal(World):
+    """Dies (Killed) before its ``budget``-th change: a pod, a znode, claims, objects deleted."""
+
+    budget = 10**9
+
+    def _spend(self):
+        if self.budget <= 0:
+            raise Killed
+        self.budget -= 1
+
+    def delete_pod(self, c, p):
+        self._spend()
+        super().delete_pod(c, p)
+
+    def delete(self, path):
+        self._spend()
+        return super().delete(path)
+
+    def delete_claims(self, c):
+        self._spend()
+        return super().delete_claims(c)
+
+    def delete_by_selector(self, selector):
+        self._spend()
+        return super().delete_by_selector(selector)
+
+
+def _kill_then_rerun(build, requested, budget):
+    w = build()
+    w.budget = budget
+    with contextlib.suppress(Killed):
+        hk.run("roll", make(w, requested)[0])
+    w.budget = 10**9
+    assert hk.run("roll", make(w, requested)[0]) in (0, None)
+    return w
+
+
+@pytest.mark.parametrize("budget", range(7))
+def test_rollback_converges_after_a_kill_at_any_step(budget):
+    def build():
+        w = Mortal(ZOOKEEPER, "m1", "z2", controllers=False)
+        w.znodes.update({"/migration": b'{"kraft_controller_id":100}', "/controller": KRAFT_CLAIM})
+        return w
+
+    w = _kill_then_rerun(build, ZOOKEEPER, budget)
+    assert "/migration" not in w.znodes and w.claims == []
+    assert sg.parse_controller(w.znodes["/controller"]).names_broker
+    assert {p.revision for p in w.pods_[KAFKA]} == {"z2"}
+    assert sorted(w.deleted) == [f"kairn-kafka-{i}" for i in range(3)]  # each broker once
+
+
+@pytest.mark.parametrize("budget", range(4))
+def test_migration_converges_after_a_kill_at_any_step(budget):
+    w = _kill_then_rerun(lambda: Mortal(MIGRATION, "z1", "m1", zk_state=2), MIGRATION, budget)
+    assert w.zk_state == 1 and w.events[-1][0] == "MigrationPhase"
+    assert sorted(w.deleted) == [f"kairn-kafka-{i}" for i in range(3)]
+
+
+@pytest.mark.parametrize("budget", range(5))
+def test_finalize_converges_after_a_kill_at_any_step(budget):
+    def build():
+        w = Mortal(KRAFT, "b1", "b1", zk_state=1)
+        w.rev[CONTROLLER] = "c2"
+        return w
+
+    w = _kill_then_rerun(build, KRAFT, budget)
+    assert w.zk_state == 3 and not w.deployed_[ZK]
+    assert {p.revision for p in w.pods_[CONTROLLER]} == {"c2"}
+    assert len(w.selectors) == 1  # the kept ZooKeeper objects deleted once
