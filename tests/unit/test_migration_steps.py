@@ -182,7 +182,8 @@ def test_steps_of_every_transition(current, requested):
 
 
 @pytest.mark.parametrize(
-    ("current", "requested"), [(None, Z), (None, K), (Z, Z), (K, K), (Z, K), (K, Z), (None, M), (B, Z)]
+    ("current", "requested"),
+    [(None, Z), (None, K), (Z, Z), (K, K), (Z, K), (K, Z), (None, M), (B, Z)],
 )
 def test_no_steps_for_installs_unchanged_or_refused(current, requested):
     assert plan(current, requested).steps == ()
