@@ -37,6 +37,8 @@ class Config:
     ibp: str | None = None
     metrics: tuple[str, ...] = ()
     kafka_replicas: int | None = None  # the rendering's kafka.replicas (KAIRN_KAFKA_REPLICAS)
+    fullname: str = ""
+    zookeeper_statefulset: str = ""
 
 
 class MigrationError(Exception):
@@ -222,12 +224,12 @@ class Hooks(Preflight):
             "ZkMigrationState POST_MIGRATION (3) on the active controller",
             lambda: signals.finalized_missing(self.quorum()),
         )
-        if not self.cfg.release:
-            raise MigrationError("the release name (KAIRN_CLUSTER) is needed to select ZooKeeper")
-        selector = (
-            f"app.kubernetes.io/instance={self.cfg.release},app.kubernetes.io/component=zookeeper"
-        )
-        deleted = self.p.delete_by_selector(selector)
+        if not self.cfg.fullname:
+            raise MigrationError(
+                "the release fullname (KAIRN_FULLNAME) is needed to name ZooKeeper"
+            )
+        objects = signals.zookeeper_objects(self.cfg.fullname, self.cfg.zookeeper_statefulset)
+        deleted = self.p.delete_objects(objects)
         self.log("kept ZooKeeper objects deleted (claims kept)", step="finalize", deleted=deleted)
         self._roller(KRaftRoller).roll()  # as today: brokers, metadata.version, scale-in
 
@@ -247,7 +249,7 @@ class Hooks(Preflight):
             step="revert",
             migration=(migration or b"").decode(errors="replace")[:500] or None,
         )
-        claims = self.p.delete_claims(CONTROLLER)
+        claims = self.p.delete_claims(CONTROLLER, self.cfg.controller_replicas)
         self.log("controller claims deleted", step="revert", claims=claims)
         if signals.delete_controller_znode(ctl):
             self.znodes.delete("/controller")

@@ -90,6 +90,18 @@ def replicas_refusal(current: str, requested: str, live: int, wanted: int | None
     )
 
 
+def zookeeper_objects(fullname: str, statefulset: str) -> list[tuple[str, str]]:
+    """The ZooKeeper objects Helm keeps (helm.sh/resource-policy: keep) for the roll hook to
+    delete after the finalize, by the chart's names; never its volume claims."""
+    return [
+        ("StatefulSet", statefulset),
+        ("Service", f"{fullname}-zookeeper-nodes"),
+        ("Service", f"{fullname}-zookeeper-client"),
+        ("ConfigMap", f"{statefulset}-config"),
+        ("PodDisruptionBudget", statefulset),
+    ]
+
+
 # ---- ZooKeeper's znodes -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class ControllerZnode:

@@ -219,6 +219,8 @@ def _migration(args, platform, kafka, tls, settings, sleep) -> int | None:
         ibp=args.ibp or None,
         metrics=tuple(addresses),
         kafka_replicas=int(_env("KAFKA_REPLICAS")) if _env("KAFKA_REPLICAS") else None,
+        fullname=args.fullname or "",
+        zookeeper_statefulset=args.zookeeper_statefulset or f"{args.fullname}-zookeeper",
     )
     h = hooks.Hooks(
         cfg,

@@ -266,57 +266,47 @@ class KubePlatform:
             if p.metadata.name.startswith(prefix) and p.metadata.name[len(prefix) :].isdigit()
         )
 
-    def delete_claims(self, component: str) -> list[str]:
-        """Delete the claims of the component's StatefulSet's pods (``<template>-<sts>-<n>``);
-        the names deleted (none when already gone)."""
+    def delete_claims(self, component: str, replicas: int, template: str = "data") -> list[str]:
+        """Delete the claims ``<template>-<statefulset>-<ordinal>`` of the component's first
+        ``replicas`` pods, by name (the chart grants delete on those names only); the names
+        whose delete was accepted (none when already gone)."""
         from kubernetes.client.rest import ApiException
 
-        sts = self.sts[component]
         out = []
-        for c in self.core.list_namespaced_persistent_volume_claim(
-            self.ns, _request_timeout=30
-        ).items:
-            head, _, ordinal = c.metadata.name.rpartition("-")
-            if not (ordinal.isdigit() and head.endswith(f"-{sts}")):
-                continue
-            if c.metadata.deletion_timestamp is not None:  # already going (a rerun)
-                continue
+        for i in range(replicas):
+            name = f"{template}-{self.sts[component]}-{i}"
             try:
                 self.core.delete_namespaced_persistent_volume_claim(
-                    c.metadata.name, self.ns, _request_timeout=30
+                    name, self.ns, _request_timeout=30
                 )
-                out.append(c.metadata.name)
+                out.append(name)
             except ApiException as e:
                 if e.status != 404:
                     raise
         return out
 
-    def delete_by_selector(self, selector: str) -> list[str]:
-        """Delete the StatefulSets, Services, ConfigMaps and PodDisruptionBudgets matching the
-        label selector (the kept ZooKeeper objects after a finalize); claims are left alone.
-        Returns "<kind>/<name>" of what was deleted."""
+    def delete_objects(self, objects: list[tuple[str, str]]) -> list[str]:
+        """Delete ("StatefulSet" | "Service" | "ConfigMap" | "PodDisruptionBudget", name) by name
+        (the kept ZooKeeper objects after a finalize; the chart grants delete on those names);
+        "<kind>/<name>" of each delete accepted, none for what is already gone."""
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
         policy = client.PolicyV1Api(self.apps.api_client)
-        kinds = (
-            ("StatefulSet", self.apps.list_namespaced_stateful_set,
-             self.apps.delete_namespaced_stateful_set),
-            ("Service", self.core.list_namespaced_service, self.core.delete_namespaced_service),
-            ("ConfigMap", self.core.list_namespaced_config_map,
-             self.core.delete_namespaced_config_map),
-            ("PodDisruptionBudget", policy.list_namespaced_pod_disruption_budget,
-             policy.delete_namespaced_pod_disruption_budget),
-        )  # fmt: skip
+        deleters = {
+            "StatefulSet": self.apps.delete_namespaced_stateful_set,
+            "Service": self.core.delete_namespaced_service,
+            "ConfigMap": self.core.delete_namespaced_config_map,
+            "PodDisruptionBudget": policy.delete_namespaced_pod_disruption_budget,
+        }
         out = []
-        for kind, lister, deleter in kinds:
-            for obj in lister(self.ns, label_selector=selector, _request_timeout=30).items:
-                try:
-                    deleter(obj.metadata.name, self.ns, _request_timeout=30)
-                    out.append(f"{kind}/{obj.metadata.name}")
-                except ApiException as e:
-                    if e.status != 404:
-                        raise
+        for kind, name in objects:
+            try:
+                deleters[kind](name, self.ns, _request_timeout=30)
+                out.append(f"{kind}/{name}")
+            except ApiException as e:
+                if e.status != 404:
+                    raise
         return out
 
     def secret_data(self, name: str) -> dict[str, bytes] | None:

@@ -129,15 +129,16 @@ class World:
         left, self.leftovers = self.leftovers, []  # gone after the first look
         return left
 
-    def delete_claims(self, c):
+    def delete_claims(self, c, replicas):
+        assert replicas == 3
         out, self.claims = self.claims, []
         self.order.append("claims")
         return out
 
-    def delete_by_selector(self, selector):
-        self.selectors.append(selector)
+    def delete_objects(self, objects):
+        self.selectors.append(objects)
         self.deployed_[ZK] = False
-        return ["StatefulSet/kairn-zookeeper"]
+        return [f"{k}/{n}" for k, n in objects]
 
     def secret_data(self, name):
         return self.secrets.get(name)
@@ -202,6 +203,8 @@ def make(w, requested, metrics=True, ibp="3.9", version="3.9.2", timeout=30, mv=
         release="kairn",
         controller_replicas=3,
         kraft_secret="kairn-kraft-cluster",
+        fullname="kairn",
+        zookeeper_statefulset="kairn-zookeeper",
         kafka_version=version,
         ibp=ibp,
         metrics=("c0:9404", "c1:9404", "c2:9404") if metrics else (),
@@ -364,7 +367,15 @@ def test_roll_into_kraft_brokers_then_finalize():
         "kairn-controller-2",
         "kairn-controller-0",
     ]
-    assert w.selectors == ["app.kubernetes.io/instance=kairn,app.kubernetes.io/component=zookeeper"]
+    assert w.selectors == [
+        [
+            ("StatefulSet", "kairn-zookeeper"),
+            ("Service", "kairn-zookeeper-nodes"),
+            ("Service", "kairn-zookeeper-client"),
+            ("ConfigMap", "kairn-zookeeper-config"),
+            ("PodDisruptionBudget", "kairn-zookeeper"),
+        ]
+    ]
     assert [what for what, _ in waited(logs)][-1].startswith("ZkMigrationState POST_MIGRATION")
     # the ZooKeeper objects are gone: a rerun is today's KRaft roll
     assert hk.run("roll", make(w, KRAFT)[0]) is None
@@ -487,13 +498,13 @@ class Mortal(World):
         self._spend()
         return super().delete(path)
 
-    def delete_claims(self, c):
+    def delete_claims(self, c, replicas):
         self._spend()
-        return super().delete_claims(c)
+        return super().delete_claims(c, replicas)
 
-    def delete_by_selector(self, selector):
+    def delete_objects(self, objects):
         self._spend()
-        return super().delete_by_selector(selector)
+        return super().delete_objects(objects)
 
 
 def _kill_then_rerun(build, requested, budget):
