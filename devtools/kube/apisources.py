@@ -4,6 +4,7 @@ Sources (devtools/podspec.py) of the process-backed node."""
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 
 from kubernetes import client
@@ -40,10 +41,24 @@ class ApiSources:
 
     def volume(self, volume: dict, pod: PodIdentity, pod_dir: Path) -> Path | None:
         if "persistentVolumeClaim" in volume:
-            return self.claims_dir / self.ns / volume["persistentVolumeClaim"]["claimName"]
+            return self._claim(volume["persistentVolumeClaim"]["claimName"])
         if "projected" in volume:
             return self._projected(volume)
         return None
+
+    def _claim(self, name: str) -> Path:
+        """The claim's folder, by claim name. The storage class reclaims with Delete: a claim
+        deleted and made again under the same name (a StatefulSet's pod after its claim was
+        removed) gets an empty volume, as a cluster's provisioner would give it, so the folder
+        of an older claim of that name is emptied first (recorded by the claim's uid)."""
+        uid = self.core.read_namespaced_persistent_volume_claim(name, self.ns).metadata.uid
+        folder = self.claims_dir / self.ns / name
+        marker = folder.parent / f".{name}.uid"
+        if folder.exists() and marker.exists() and marker.read_text() != uid:
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(uid)
+        return folder
 
     def _projected(self, volume: dict) -> Path:
         folder = self.pod_dir / "volumes" / volume["name"]
