@@ -412,6 +412,11 @@ def test_an_ibp_change_during_the_migration_is_refused(mig):
     refused(mig, values, "inter.broker.protocol.version would change")
 
 
+def test_a_metadata_version_change_during_the_migration_is_refused(mig):
+    need(mig, "migration")
+    refused(mig, mode(mig, "migration", metadataVersion="3.8"), "metadata.version would change")
+
+
 @pytest.mark.timeout(1800)
 def test_migration_to_kraft_brokers_and_a_topic_and_user_declared_there(mig):
     need(mig, "migration")
