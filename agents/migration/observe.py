@@ -7,7 +7,7 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Sequence
 
-from agents.roller.zk import TlsFiles
+from agents.roller.zk import TlsFiles, kazoo_client
 
 from .signals import ControllerReading, reading
 
@@ -58,21 +58,8 @@ class Znodes:
     def __init__(self, nodes: Sequence[tuple[str, int]], tls: TlsFiles):
         self.nodes, self.tls = list(nodes), tls
 
-    def _client(self):
-        from kazoo.client import KazooClient
-
-        return KazooClient(
-            hosts=",".join(f"{h}:{p}" for h, p in self.nodes),
-            use_ssl=True,
-            ca=self.tls.ca,
-            certfile=self.tls.cert,
-            keyfile=self.tls.key,
-            verify_certs=True,  # kazoo checks the chain, not the host name
-            timeout=10,
-        )
-
     def _session(self, fn):
-        zk = self._client()
+        zk = kazoo_client(self.nodes, self.tls)
         zk.start(timeout=15)
         try:
             return fn(zk)

@@ -94,18 +94,7 @@ class ZooKeeper:
 
     def read(self, path: str) -> bytes | None:
         """A znode's data through kazoo over mutual TLS (e.g. /controller_epoch)."""
-        from kazoo.client import KazooClient
-
-        hosts = ",".join(f"{h}:{p}" for h, p in self.nodes)
-        zk = KazooClient(
-            hosts=hosts,
-            use_ssl=True,
-            ca=self.tls.ca,
-            certfile=self.tls.cert,
-            keyfile=self.tls.key,
-            verify_certs=True,  # kazoo checks the chain, not the host name
-            timeout=10,
-        )
+        zk = kazoo_client(self.nodes, self.tls)
         zk.start(timeout=15)
         try:
             if not zk.exists(path):
@@ -119,3 +108,18 @@ class ZooKeeper:
     def controller_epoch(self) -> int | None:
         data = self.read("/controller_epoch")
         return int(data) if data else None
+
+
+def kazoo_client(nodes: Sequence[tuple[str, int]], tls: TlsFiles):
+    """A kazoo client (not started) for the ensemble, over mutual TLS."""
+    from kazoo.client import KazooClient
+
+    return KazooClient(
+        hosts=",".join(f"{h}:{p}" for h, p in nodes),
+        use_ssl=True,
+        ca=tls.ca,
+        certfile=tls.cert,
+        keyfile=tls.key,
+        verify_certs=True,  # kazoo checks the chain, not the host name
+        timeout=10,
+    )
