@@ -1,4 +1,4 @@
-"""The migration's side of `kairn-roller preflight` and `kairn-roller roll` (issue 20), chosen
+"""The migration's side of `kairn-roller preflight` and `kairn-roller roll`, chosen
 when the chart sets KAIRN_METADATA_MODE (the rendering's kafka.metadata.mode).
 
 `run` returns None when the hook is not the migration's (a zookeeper or kraft release staying
