@@ -202,6 +202,9 @@ even ZooKeeper sizes and bad sizes first; these repeat the important ones for --
 {{- fail (printf "kafka.config must not set %q: the chart sets it per pod (see docs/wiring.md)" $k) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (include "kairn.migrating" .) .Release.IsInstall -}}
+{{- fail (printf "kafka.metadata.mode=%s is a migration phase, not a way to install: install with kafka.metadata.mode=zookeeper (then helm upgrade --set kafka.metadata.mode=migration) or kafka.metadata.mode=kraft" .Values.kafka.metadata.mode) -}}
+{{- end -}}
 {{- if and (include "kairn.migrating" .) (not .Values.metrics.jmx.enabled) -}}
 {{- fail (printf "kafka.metadata.mode=%s needs metrics.jmx.enabled=true: the migration hooks wait for the controllers' ZkMigrationState on their /metrics" .Values.kafka.metadata.mode) -}}
 {{- end -}}
