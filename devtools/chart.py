@@ -26,10 +26,14 @@ HARNESS_VALUES = {
 }
 
 
-def helm_template(release: str, namespace: str, values: dict) -> list[dict]:
-    """The chart's manifests for ``values``, as `helm install` would send them."""
+def helm_template(
+    release: str, namespace: str, values: dict, upgrade: bool = False
+) -> list[dict]:
+    """The chart's manifests for ``values``, as `helm install` (or `helm upgrade`) would send
+    them."""
     out = subprocess.run(
-        [str(HELM), "template", release, str(CHART), "--namespace", namespace, "--values", "-"],
+        [str(HELM), "template", release, str(CHART), "--namespace", namespace, "--values", "-"]
+        + (["--is-upgrade"] if upgrade else []),
         input=yaml.safe_dump(values),
         capture_output=True,
         text=True,
