@@ -26,9 +26,7 @@ HARNESS_VALUES = {
 }
 
 
-def helm_template(
-    release: str, namespace: str, values: dict, upgrade: bool = False
-) -> list[dict]:
+def helm_template(release: str, namespace: str, values: dict, upgrade: bool = False) -> list[dict]:
     """The chart's manifests for ``values``, as `helm install` (or `helm upgrade`) would send
     them."""
     out = subprocess.run(

@@ -41,6 +41,10 @@ class Config:
     zookeeper_statefulset: str = ""
 
 
+# how long the revert waits for a broker to take /controller before rolling without one
+ZK_ELECTION_WAIT = 60.0
+
+
 class MigrationError(Exception):
     pass
 
@@ -77,10 +81,14 @@ class Hooks(Preflight):
             )
         return signals.summarize(self.metrics.read(), self.cfg.controller_replicas)
 
-    def wait(self, what: str, missing: Callable[[], str | None]) -> float:
-        """Poll ``missing`` (None: done) until done or the pod timeout; the seconds taken."""
+    def wait(
+        self, what: str, missing: Callable[[], str | None], timeout: float | None = None
+    ) -> float:
+        """Poll ``missing`` (None: done) until done or ``timeout`` (the pod timeout); the
+        seconds taken."""
+        timeout = self.s.pod_timeout if timeout is None else timeout
         started = self.clock()
-        deadline = started + self.s.pod_timeout
+        deadline = started + timeout
         last = None
         self.log("waiting", step="wait", waited_for=what)
         while True:
@@ -101,9 +109,7 @@ class Hooks(Preflight):
                     seconds=round(self.clock() - started, 1),
                     missing=last,
                 )
-                raise MigrationError(
-                    f"timed out after {self.s.pod_timeout:.0f}s waiting for {what} ({last})"
-                )
+                raise MigrationError(f"timed out after {timeout:.0f}s waiting for {what} ({last})")
             self.log("still waiting", level="debug", step="wait", waited_for=what, missing=last)
             self.sleep(self.s.poll)
 
@@ -254,6 +260,7 @@ class Hooks(Preflight):
         if signals.delete_controller_znode(ctl):
             self.znodes.delete("/controller")
             self.log("/controller deleted (a KRaft controller's claim)", step="revert")
+        self._await_zk_controller()
         self._roller().roll()
         self.wait(
             "/controller to name a broker (a ZooKeeper controller again)",
@@ -263,6 +270,30 @@ class Hooks(Preflight):
         )
         self.znodes.delete("/migration")
         self.log("/migration deleted", step="revert")
+
+    def _await_zk_controller(self) -> None:
+        """Kafka 3.9's migrating brokers elect a ZooKeeper controller as soon as /controller is
+        free; then every broker's controlled shutdown in the roll moves its leaderships. Where
+        none is elected (ops.html: not until a broker restarts without the flag), the roll
+        goes on as ops.html does and its first restart has no controller."""
+        n = self._brokers()
+        try:
+            self.wait(
+                "a broker elected ZooKeeper controller, named by every broker",
+                lambda: signals.brokers_follow_zk_controller_missing(
+                    signals.parse_controller(self.znodes.read("/controller")),
+                    self.kafka.controllers_named(),
+                    n,
+                ),
+                timeout=min(ZK_ELECTION_WAIT, self.s.pod_timeout),
+            )
+        except MigrationError as e:
+            self.log(
+                "no ZooKeeper controller before the roll: the first broker restarts without one",
+                level="warning",
+                step="revert",
+                reason=str(e),
+            )
 
 
 def run(command: str, hooks: Hooks, wait: float = 0) -> int | None:

@@ -343,6 +343,24 @@ def zk_controller_missing(controller: ControllerZnode) -> str | None:
     return f"/controller is {controller.raw.decode(errors='replace')[:200]}, not a broker's claim"
 
 
+def brokers_follow_zk_controller_missing(
+    controller: ControllerZnode, named: dict[int, set[int]], brokers: int
+) -> str | None:
+    """Before the revert's roll: a broker holds /controller and every broker names it in
+    Metadata, every time asked. A broker still following the gone KRaft controller would send
+    its controlled shutdown there and wait in vain (KafkaServer.controlledShutdown), restarting
+    uncleanly with its leaderships in place."""
+    if missing := zk_controller_missing(controller):
+        return missing
+    elected = controller.broker_id
+    if len(named) < brokers:
+        return f"{len(named)} of {brokers} brokers answered Metadata"
+    lagging = {b: sorted(ids) for b, ids in sorted(named.items()) if ids != {elected}}
+    if lagging:
+        return f"broker {elected} holds /controller; brokers naming another controller: {lagging}"
+    return None
+
+
 def _state(q: QuorumSignals, wanted: tuple[int, ...]) -> str | None:
     if q.zk_state in wanted:
         return None

@@ -213,6 +213,29 @@ class Kafka:
 
         return self._call(read)
 
+    def controllers_named(self, samples: int = 3) -> dict[int, set[int]]:
+        """The controller id each registered broker gives in Metadata, asked ``samples`` times.
+
+        A ZooKeeper-mode broker that knows a ZooKeeper controller names it every time; one that
+        still follows a KRaft controller names a random live broker (KafkaApis), which several
+        answers give away."""
+        from kafka.protocol.metadata import MetadataRequest
+
+        async def ask_each(admin, nodes):
+            await admin._manager.cluster.refresh_metadata()
+            out: dict[int, set[int]] = {}
+            for node in nodes:
+                for _ in range(samples):
+                    response = await admin._manager.send(MetadataRequest(topics=[]), node_id=node)
+                    out.setdefault(node, set()).add(response.controller_id)
+            return out
+
+        def read(admin):
+            nodes = sorted(b["broker_id"] for b in admin.describe_cluster()["brokers"])
+            return admin._manager.run(ask_each, admin, nodes)
+
+        return self._call(read)
+
     def update_metadata_version(self, level: int, downgrade: bool, validate_only: bool) -> None:
         """UpdateFeatures on metadata.version (an upgrade, or a safe downgrade); raises with
         Kafka's own message when the controller refuses."""

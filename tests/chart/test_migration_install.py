@@ -26,7 +26,9 @@ def _pod_templates(phase: str) -> dict[str, dict]:
         "metrics": {"jmx": {"enabled": True}},
     }
     docs = helm_template("kairn", "kafka", values, upgrade=True)
-    return {d["metadata"]["name"]: d["spec"]["template"] for d in docs if d["kind"] == "StatefulSet"}
+    return {
+        d["metadata"]["name"]: d["spec"]["template"] for d in docs if d["kind"] == "StatefulSet"
+    }
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,10 @@ class World:
         self.selectors: list[str] = []
         self.freeze_zk_state = False
         self.order: list[str] = []  # deletions of znodes and pods, in order
+        # Kafka 3.9.2: a migrating broker takes a freed /controller at once (ops.html: none
+        # until a broker restarts without the flag); brokers learn it after `lag` reads
+        self.elect_on_delete = False
+        self.lag = 0
 
     # ---- derived Kafka state ---------------------------------------------------------------
     def modes(self):
@@ -179,7 +183,17 @@ class World:
 
     def delete(self, path):
         self.order.append(path)
-        return self.znodes.pop(path, None) is not None
+        existed = self.znodes.pop(path, None) is not None
+        if path == "/controller" and self.elect_on_delete:
+            self.znodes["/controller"] = b'{"version":2,"brokerid":1}'
+        return existed
+
+    def controllers_named(self):
+        ctl = sg.parse_controller(self.znodes.get("/controller"))
+        if not ctl.names_broker or self.lag > 0:
+            self.lag -= 1
+            return {b: {0, 1, 2} for b in range(3)}  # a random live broker each time
+        return {b: {ctl.broker_id} for b in range(3)}
 
     # ---- controllers' /metrics -------------------------------------------------------------
     def metrics_read(self):
@@ -408,6 +422,33 @@ def test_rollback_to_zookeeper_cleans_zookeeper_and_rolls_the_brokers():
     assert whats[-1] == "/controller to name a broker (a ZooKeeper controller again)"
     # done: the next roll is today's
     assert hk.run("roll", make(w, ZOOKEEPER)[0]) is None
+
+
+ELECTED = "a broker elected ZooKeeper controller, named by every broker"
+
+
+def test_rollback_rolls_the_brokers_once_every_broker_follows_the_elected_controller():
+    w = World(ZOOKEEPER, "m1", "z2", controllers=False, zk_state=None)
+    w.znodes.update({"/migration": b'{"kraft_controller_id":100}', "/controller": KRAFT_CLAIM})
+    w.elect_on_delete, w.lag = True, 2
+    h, logs = make(w, ZOOKEEPER)
+    assert hk.run("roll", h) == 0
+    assert w.order[:2] == ["claims", "/controller"] and w.order[2].startswith("kairn-kafka-")
+    assert (ELECTED, 2.0) in waited(logs)  # two polls saw a broker still naming random ones
+    assert not [k for m, k in logs if k.get("level") == "warning"]
+    assert w.znodes["/controller"] == b'{"version":2,"brokerid":1}'
+
+
+def test_rollback_without_an_election_rolls_as_ops_html_does(capsys):
+    w = World(ZOOKEEPER, "m1", "z2", controllers=False, zk_state=None)
+    w.znodes.update({"/migration": b'{"kraft_controller_id":100}', "/controller": KRAFT_CLAIM})
+    h, logs = make(w, ZOOKEEPER, timeout=300)
+    assert hk.run("roll", h) == 0
+    warned = [k for m, k in logs if k.get("level") == "warning"]
+    assert warned and "timed out after 60s waiting for " + ELECTED in warned[0]["reason"]
+    assert "/controller does not exist yet" in warned[0]["reason"]
+    assert sorted(w.deleted) == [f"kairn-kafka-{i}" for i in range(3)]
+    assert "/migration" not in w.znodes
 
 
 def test_rollback_rerun_after_a_kill_before_the_last_line_converges():

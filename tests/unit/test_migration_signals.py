@@ -256,3 +256,20 @@ def test_broker_count_fixed_through_a_phase_change():
     assert sg.replicas_refusal(Z, M, 3, 3) is None
     why = sg.replicas_refusal(M, B, 3, 4)
     assert "kafka.replicas would change from 3 to 4" in why and "phase zookeeper or kraft" in why
+
+
+def test_brokers_follow_the_elected_zookeeper_controller():
+    claim = sg.parse_controller(b'{"version":2,"brokerid":1}')
+    assert sg.brokers_follow_zk_controller_missing(claim, {0: {1}, 1: {1}, 2: {1}}, 3) is None
+    assert "does not exist" in sg.brokers_follow_zk_controller_missing(
+        sg.parse_controller(None), {}, 3
+    )
+    kraft = sg.parse_controller(b'{"version":2,"brokerid":101,"kraftControllerEpoch":3}')
+    assert "not a broker's claim" in sg.brokers_follow_zk_controller_missing(kraft, {}, 3)
+    assert sg.brokers_follow_zk_controller_missing(claim, {0: {1}, 1: {1}}, 3) == (
+        "2 of 3 brokers answered Metadata"
+    )
+    # a broker following a KRaft controller names a random live broker: 1 among others
+    assert sg.brokers_follow_zk_controller_missing(claim, {0: {1}, 1: {1}, 2: {0, 1}}, 3) == (
+        "broker 1 holds /controller; brokers naming another controller: {2: [0, 1]}"
+    )
