@@ -32,6 +32,7 @@ class TimedProducer(Producer):
     def send_until_stopped(self) -> None:
         n = 0
         while not self.stop.wait(0.05):
+            self.watch_client()
             value, sent = str(n).encode(), time.monotonic()
             future = self.producer.send(self.topic, value)
             future.add_callback(lambda _, v=value, t=sent: self._acked(v, t))

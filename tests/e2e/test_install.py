@@ -320,6 +320,7 @@ class _Producer(threading.Thread):
     def __init__(self, install: Install, topic: str):
         super().__init__(daemon=True)
         self.topic, self.acked, self.errors = topic, set(), []
+        self.client_faults: list[str] = []  # the client's own, repaired: see watch_client()
         self.stop = threading.Event()
         self.producer = KafkaProducer(
             bootstrap_servers=install.bootstrap,
@@ -340,9 +341,23 @@ class _Producer(threading.Thread):
         self.producer.flush(600)
         self.producer.close()
 
+    def watch_client(self) -> None:
+        """kafka-python 3.0.12's metadata refresh loop is a task that ends for good, silently,
+        when an exception escapes it (one way: it awaits an in-flight refresh outside its try).
+        The client then sends to the leaders it last knew for as long as NotLeaderForPartition
+        names no newer one: once seen for minutes while every broker named the new leader. The
+        client's fault, not Kafka's: the loop is restarted and the fault counted."""
+        cluster = self.producer._metadata
+        loop = getattr(cluster, "_refresh_loop_future", None)
+        if loop is not None and loop.is_done:
+            self.client_faults.append(f"metadata refresh loop ended: {loop.exception!r}")
+            cluster._refresh_loop_future = None
+            cluster.start_refresh_loop()
+
     def send_until_stopped(self) -> None:
         n = 0
         while not self.stop.wait(0.05):  # about 20 messages a second until told to stop
+            self.watch_client()
             value = str(n).encode()
             future = self.producer.send(self.topic, value)
             future.add_callback(lambda _, v=value: self.acked.add(v))

@@ -553,6 +553,7 @@ def test_every_acknowledged_message_is_consumed(mig):
         f"{len(mig.consumer.seen)}, {len(mig.consumer.failures)} client failures), lost "
         f"{len(lost)}, send errors {len(producer.errors)}; offline max {mig.sampler.max} in "
         f"{mig.sampler.samples} samples ({len(mig.sampler.errors)} unanswered); phase {mig.phase}"
+        f"; client faults repaired: {producer.client_faults or 0}"
     )
     assert not lost, f"{len(lost)} acknowledged messages lost"
     assert producer.errors == []

@@ -181,6 +181,7 @@ class Producer(_Producer):
                     self.producer.close(timeout=5)
                     pytest.fail(f"the producer did not deliver within {seconds:.0f} s: {stuck}")
                 print(f"producer still flushing, metadata refresh forced: {stuck}")
+                self.watch_client()
                 self.producer._metadata.request_update()
         self.producer.close(timeout=10)
 
@@ -191,6 +192,8 @@ class Producer(_Producer):
             kafka = {(t, p): leader for (t, p), leader in leaders(inst).items()}
         except Exception as e:  # Kafka itself not answering is the finding then
             kafka = {"error": repr(e)}
+        cluster = self.producer._metadata
+        age = time.monotonic() - cluster._last_successful_refresh_ms / 1000
         return (
             "; ".join(
                 f"{tp.topic}-{tp.partition}: client sends to {client[tp]}, Kafka's leader "
@@ -198,6 +201,9 @@ class Producer(_Producer):
                 for tp in pending
             )
             or "no batch pending (the flush itself stalled)"
+        ) + (
+            f" (client metadata {age:.0f} s old, a refresh in flight: "
+            f"{cluster.metadata_refresh_in_progress})"
         )
 
 
