@@ -192,8 +192,7 @@ class Hooks(Preflight):
             )
         # brokers one at a time, min.insync.replicas kept; a KRaft controller's id (>= 100)
         # from Metadata matches no broker pod, so none is held back for last then
-        self._roller()._roll_zookeeper()
-        self._roller()._roll_kafka()
+        self._roller().roll()
         n = self._brokers()
         if requested == MIGRATION:
             self.wait(
