@@ -15,7 +15,7 @@ from kafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailed
 
 from agents.user_agent.kafka_users import UserAdmin
 
-from .test_install import Install
+from .test_install import Install, restart_ended_refresh_loop
 from .test_scaling import Producer
 
 DENIED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError)
@@ -45,14 +45,19 @@ class TimedProducer(Producer):
 
 
 class GroupConsumer(threading.Thread):
-    """A consumer group reading ``topic`` the whole time (as the agents' identity); a client
-    that fails is replaced and the failure counted."""
+    """A consumer group reading ``topic`` the whole time (as the agents' identity). A client
+    that fails is replaced and the failure counted; so is one that stalls: nothing read for
+    ``STALL`` seconds while ``produced()`` grew (its state at that moment is kept), and a
+    metadata refresh loop that ended is restarted (restart_ended_refresh_loop)."""
 
-    def __init__(self, inst: Install, topic: str, group: str):
+    STALL = 60.0
+
+    def __init__(self, inst: Install, topic: str, group: str, produced=lambda: 0):
         super().__init__(daemon=True)
-        self.inst, self.topic, self.group = inst, topic, group
+        self.inst, self.topic, self.group, self.produced = inst, topic, group, produced
         self.seen: set[bytes] = set()
         self.failures: list[str] = []
+        self.client_faults: list[str] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -71,13 +76,30 @@ class GroupConsumer(threading.Thread):
                 self.stop.wait(1)
                 continue
             try:
-                while not self.stop.is_set():
-                    for records in consumer.poll(timeout_ms=500).values():
-                        self.seen.update(r.value for r in records)
+                self._read(consumer)
             except Exception as e:
                 self.failures.append(repr(e))
             finally:
                 consumer.close()
+
+    def _read(self, consumer: KafkaConsumer) -> None:
+        last_read, produced_then = time.monotonic(), self.produced()
+        while not self.stop.is_set():
+            if fault := restart_ended_refresh_loop(consumer._cluster):
+                self.client_faults.append(fault)
+            records = [r for rs in consumer.poll(timeout_ms=500).values() for r in rs]
+            if records:
+                self.seen.update(r.value for r in records)
+                last_read, produced_then = time.monotonic(), self.produced()
+            elif time.monotonic() - last_read > self.STALL and self.produced() > produced_then:
+                cluster = consumer._cluster
+                age = time.monotonic() - cluster._last_successful_refresh_ms / 1000
+                self.client_faults.append(
+                    f"stalled {self.STALL:.0f} s while messages were acked: assignment "
+                    f"{sorted(tp.partition for tp in consumer.assignment())}, metadata "
+                    f"{age:.0f} s old; client replaced"
+                )
+                return
 
 
 class OfflineSampler(threading.Thread):

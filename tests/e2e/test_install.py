@@ -314,6 +314,20 @@ def test_an_upgrade_while_a_broker_is_down_is_refused_and_changes_nothing(instal
     wait_until(lambda: _ready(install.get("pod", victim)), 180, f"{victim} Ready again")
 
 
+def restart_ended_refresh_loop(cluster) -> str | None:
+    """kafka-python 3.0.12's metadata refresh loop is a task that ends for good, silently,
+    when an exception escapes it (one way: it awaits an in-flight refresh outside its try).
+    The client then sends to the leaders it last knew for as long as NotLeaderForPartition
+    names no newer one: once seen for minutes while every broker named the new leader. The
+    client's fault, not Kafka's: the loop is restarted, and the fault returned to be counted."""
+    loop = getattr(cluster, "_refresh_loop_future", None)
+    if loop is None or not loop.is_done:
+        return None
+    cluster._refresh_loop_future = None
+    cluster.start_refresh_loop()
+    return f"metadata refresh loop ended: {loop.exception!r}"
+
+
 class _Producer(threading.Thread):
     """acks=all, idempotent, numbered messages, the whole time."""
 
@@ -342,17 +356,8 @@ class _Producer(threading.Thread):
         self.producer.close()
 
     def watch_client(self) -> None:
-        """kafka-python 3.0.12's metadata refresh loop is a task that ends for good, silently,
-        when an exception escapes it (one way: it awaits an in-flight refresh outside its try).
-        The client then sends to the leaders it last knew for as long as NotLeaderForPartition
-        names no newer one: once seen for minutes while every broker named the new leader. The
-        client's fault, not Kafka's: the loop is restarted and the fault counted."""
-        cluster = self.producer._metadata
-        loop = getattr(cluster, "_refresh_loop_future", None)
-        if loop is not None and loop.is_done:
-            self.client_faults.append(f"metadata refresh loop ended: {loop.exception!r}")
-            cluster._refresh_loop_future = None
-            cluster.start_refresh_loop()
+        if fault := restart_ended_refresh_loop(self.producer._metadata):
+            self.client_faults.append(fault)
 
     def send_until_stopped(self) -> None:
         n = 0

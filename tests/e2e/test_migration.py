@@ -328,7 +328,7 @@ def test_setup_users_topics_and_clients_on_zookeeper(mig):
     ]  # fmt: skip
     mig.producer = TimedProducer(mig, STREAM)
     mig.producer.start()
-    mig.consumer = GroupConsumer(mig, STREAM, "mig-consumer")
+    mig.consumer = GroupConsumer(mig, STREAM, "mig-consumer", lambda: len(mig.producer.acked))
     mig.consumer.start()
     mig.sampler = OfflineSampler(mig, [*DATA, STREAM, "mig.scram", "mig.tls", "__consumer_offsets"])
     mig.sampler.start()
@@ -543,7 +543,7 @@ def test_every_acknowledged_message_is_consumed(mig):
         mig.sampler.stop.set()
         print(f"\n{mig.figures.table(producer)}")
     consumed = _consume_all(mig, STREAM, STREAM_PARTITIONS)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 2 * GroupConsumer.STALL + 30  # time to replace a stalled one
     while not producer.acked <= mig.consumer.seen and time.monotonic() < deadline:
         time.sleep(0.5)
     mig.consumer.stop.set()
@@ -553,9 +553,12 @@ def test_every_acknowledged_message_is_consumed(mig):
         f"{len(mig.consumer.seen)}, {len(mig.consumer.failures)} client failures), lost "
         f"{len(lost)}, send errors {len(producer.errors)}; offline max {mig.sampler.max} in "
         f"{mig.sampler.samples} samples ({len(mig.sampler.errors)} unanswered); phase {mig.phase}"
-        f"; client faults repaired: {producer.client_faults or 0}"
+        f"; client faults repaired: producer {producer.client_faults or 0}, consumer "
+        f"{mig.consumer.client_faults or 0}"
     )
     assert not lost, f"{len(lost)} acknowledged messages lost"
+    unread = producer.acked - mig.consumer.seen
+    assert not unread, f"the consumer group never read {len(unread)} acknowledged messages"
     assert producer.errors == []
     assert mig.sampler.max == 0, mig.sampler.offline[:5]
     for topic, spec in DATA.items():
