@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agents.roller.kraft_roll import KRaftRoller
 from agents.roller.model import CONTROLLER, KAFKA, ZOOKEEPER
@@ -43,6 +43,9 @@ class Config:
 
 # how long the revert waits for a broker to take /controller before rolling without one
 ZK_ELECTION_WAIT = 60.0
+# how long the revert's roll waits for a restarted broker to be back in its ISRs before it looks
+# for a leader that keeps it out (stale_leaders)
+REVERT_SYNC_WAIT = 120.0
 
 
 class MigrationError(Exception):
@@ -260,7 +263,7 @@ class Hooks(Preflight):
             self.znodes.delete("/controller")
             self.log("/controller deleted (a KRaft controller's claim)", step="revert")
         self._await_zk_controller()
-        self._roller().roll()
+        self._revert_roll()
         self.wait(
             "/controller to name a broker (a ZooKeeper controller again)",
             lambda: signals.zk_controller_missing(
@@ -269,6 +272,58 @@ class Hooks(Preflight):
         )
         self.znodes.delete("/migration")
         self.log("/migration deleted", step="revert")
+
+    def _revert_roll(self) -> None:
+        """The brokers back to ZooKeeper mode, one at a time as every roll. A broker not rolled
+        yet may lead partitions with a partition epoch from the KRaft controllers ahead of
+        ZooKeeper's: it skips the ZooKeeper controller's requests and its ISR changes are
+        refused, so a rolled-back follower never rejoins (docs/migration.md). Such a leader is
+        restarted out of turn (for a moment below min.insync.replicas on those partitions),
+        then the roll goes on."""
+        settings = replace(self.s, pod_timeout=min(self.s.pod_timeout, REVERT_SYNC_WAIT))
+        for _ in range(self._brokers()):
+            roller = Roller(
+                self.p, self.kafka, self.zk, settings, self.log, sleep=self.sleep, clock=self.clock
+            )
+            try:
+                roller.roll()
+                return
+            except RollError as e:
+                leaders = self._stale_leaders()
+                if not leaders:
+                    raise
+                self._restart_out_of_turn(leaders[0], e.reason)
+        self._roller().roll()
+
+    def _stale_leaders(self) -> list[int]:
+        rev = self.p.update_revision(KAFKA)
+        rolled = {p.ordinal for p in self.p.pods(KAFKA) if p.revision == rev}
+        return signals.stale_leaders(self.kafka.view().partitions, rolled)
+
+    def _restart_out_of_turn(self, broker: int, reason: str) -> None:
+        pod = next(p for p in self.p.pods(KAFKA) if p.ordinal == broker)
+        rev = self.p.update_revision(KAFKA)
+        self.log(
+            "a leader not rolled back yet keeps a rolled-back broker out of its ISRs (partition "
+            "epoch ahead of ZooKeeper's): restarting it out of turn",
+            level="warning",
+            step="revert",
+            pod=pod.name,
+            stalled=reason,
+        )
+        self.p.event(
+            KAFKA,
+            "Restarting",
+            f"kairn-roller restarts {pod.name} out of turn: its partitions refuse a rolled-back "
+            "follower (partition epoch ahead of ZooKeeper's)",
+        )
+        self.p.delete_pod(KAFKA, pod)
+        self.wait(
+            f"{pod.name} back on the rolled-back settings",
+            lambda: signals.pod_back_missing(
+                pod, next((p for p in self.p.pods(KAFKA) if p.name == pod.name), None), rev
+            ),
+        )
 
     def _await_zk_controller(self) -> None:
         """Kafka 3.9's migrating brokers elect a ZooKeeper controller as soon as /controller is

@@ -276,6 +276,17 @@ def pods_missing(kind: str, ready: Iterable[tuple[int, bool]], replicas: int) ->
     return "; ".join(out) or None
 
 
+def pod_back_missing(old, now, revision: str) -> str | None:
+    """A deleted pod is back: a new pod on ``revision``, Ready."""
+    if now is None:
+        return "pod not recreated yet"
+    if now.uid == old.uid:
+        return "old pod still there"
+    if now.revision != revision:
+        return f"pod on revision {now.revision}, not {revision}"
+    return None if now.ready else "pod not Ready"
+
+
 def quorum_missing(q: QuorumSignals) -> str | None:
     """A quorum with a leader and one active controller, every controller readable."""
     if q.problems:
@@ -359,6 +370,21 @@ def brokers_follow_zk_controller_missing(
     if lagging:
         return f"broker {elected} holds /controller; brokers naming another controller: {lagging}"
     return None
+
+
+def stale_leaders(partitions: Iterable, rolled: set[int]) -> list[int]:
+    """The revert's stall (docs/migration.md): leaders not yet rolled back whose partitions
+    keep out of their ISR a replica that was. Such a leader holds
+    a partition epoch from the KRaft controllers ahead of ZooKeeper's, skips the ZooKeeper
+    controller's requests and has its ISR changes refused until it restarts itself. Most
+    partitions first."""
+    held: dict[int, int] = {}
+    for p in partitions:
+        if p.leader < 0 or p.leader in rolled:
+            continue
+        if any(r in rolled and r not in p.isr for r in p.replicas if r != p.leader):
+            held[p.leader] = held.get(p.leader, 0) + 1
+    return sorted(held, key=lambda b: (-held[b], b))
 
 
 def _state(q: QuorumSignals, wanted: tuple[int, ...]) -> str | None:

@@ -70,6 +70,8 @@ class World:
         # until a broker restarts without the flag); brokers learn it after `lag` reads
         self.elect_on_delete = False
         self.lag = 0
+        # a broker leading with a partition epoch ahead of ZooKeeper's until it restarts
+        self.stale_leader: int | None = None
 
     # ---- derived Kafka state ---------------------------------------------------------------
     def modes(self):
@@ -156,6 +158,11 @@ class World:
     # ---- Kafka -----------------------------------------------------------------------------
     def view(self, with_partitions=True):
         parts = (Partition("t", 0, 0, (0, 1, 2), (0, 1, 2)),)
+        stale = self.stale_leader
+        if stale is not None and self.pods_[KAFKA][stale].revision != self.rev[KAFKA]:
+            kept_out = {p.ordinal for p in self.pods_[KAFKA] if p.revision == self.rev[KAFKA]}
+            isr = tuple(b for b in (0, 1, 2) if b not in kept_out)
+            parts = (Partition("t", 0, stale, (0, 1, 2), isr),)
         ctl = 100 if self.deployed_[CONTROLLER] else 0
         return KafkaView(ctl, frozenset({0, 1, 2}), parts if with_partitions else (), {"t": 2})
 
@@ -449,6 +456,37 @@ def test_rollback_without_an_election_rolls_as_ops_html_does(capsys):
     assert "/controller does not exist yet" in warned[0]["reason"]
     assert sorted(w.deleted) == [f"kairn-kafka-{i}" for i in range(3)]
     assert "/migration" not in w.znodes
+
+
+def test_rollback_restarts_a_leader_that_keeps_rolled_back_brokers_out_of_its_isr():
+    w = World(ZOOKEEPER, "m1", "z2", controllers=False, zk_state=None)
+    w.znodes.update({"/migration": b'{"kraft_controller_id":100}', "/controller": KRAFT_CLAIM})
+    w.elect_on_delete, w.stale_leader = True, 0  # the ZooKeeper controller, so rolled last
+    h, logs = make(w, ZOOKEEPER, timeout=300)
+    assert hk.run("roll", h) == 0
+    # broker 1 first, never back in sync under the stale leader 0: 0 out of turn, then 2
+    assert w.deleted == ["kairn-kafka-1", "kairn-kafka-0", "kairn-kafka-2"]
+    warned = [k for m, k in logs if k.get("level") == "warning"]
+    assert [k["pod"] for k in warned] == ["kairn-kafka-0"]
+    assert "timed out after 120s" in warned[0]["stalled"]
+    assert any(e[0] == "Restarting" and "out of turn" in e[1] for e in w.events)
+    assert "/migration" not in w.znodes
+
+
+def test_rollback_stuck_without_a_stale_leader_fails_naming_the_pod():
+    class Stuck(World):
+        def view(self, with_partitions=True):  # broker 1 never back in sync, leader rolled
+            v = super().view(with_partitions)
+            p = Partition("t", 0, 0, (0, 1, 2), (0, 2))
+            return KafkaView(v.controller, v.brokers, (p,) if with_partitions else (), {"t": 2})
+
+    w = Stuck(ZOOKEEPER, "m1", "z2", controllers=False, zk_state=None)
+    w.znodes.update({"/migration": b'{"kraft_controller_id":100}', "/controller": KRAFT_CLAIM})
+    w.elect_on_delete = True
+    h, _ = make(w, ZOOKEEPER, timeout=300)
+    assert hk.run("roll", h) == 1
+    assert "/migration" in w.znodes  # the revert stays pending for a rerun
+    assert w.events[-1][0] == "MigrationFailed" and "kairn-kafka-" in w.events[-1][1]
 
 
 def test_rollback_rerun_after_a_kill_before_the_last_line_converges():

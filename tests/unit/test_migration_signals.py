@@ -273,3 +273,32 @@ def test_brokers_follow_the_elected_zookeeper_controller():
     assert sg.brokers_follow_zk_controller_missing(claim, {0: {1}, 1: {1}, 2: {0, 1}}, 3) == (
         "broker 1 holds /controller; brokers naming another controller: {2: [0, 1]}"
     )
+
+
+def test_stale_leaders_are_the_unrolled_leaders_keeping_rolled_replicas_out():
+    from agents.roller.model import Partition as P
+
+    parts = [
+        P("a", 0, 1, (0, 1, 2), (1, 2)),  # 0 rolled, kept out by 1 (not rolled)
+        P("a", 1, 1, (0, 1, 2), (1, 2)),
+        P("b", 0, 2, (0, 1, 2), (2, 1)),  # kept out by 2
+        P("b", 1, 0, (0, 1, 2), (0,)),  # led by the rolled broker: not this stall
+        P("c", 0, 1, (0, 1, 2), (0, 1, 2)),  # in sync
+        P("d", 0, -1, (0, 1), ()),  # offline: not this stall
+    ]
+    assert sg.stale_leaders(parts, {0}) == [1, 2]
+    assert sg.stale_leaders(parts, set()) == []
+    assert sg.stale_leaders(parts, {0, 1, 2}) == []
+
+
+def test_a_deleted_pod_is_back_on_the_revision_and_ready():
+    from agents.roller.model import PodInfo
+
+    old = PodInfo("k-0", 0, "u1", "r1", True, True)
+    assert sg.pod_back_missing(old, None, "r2") == "pod not recreated yet"
+    assert sg.pod_back_missing(old, old, "r2") == "old pod still there"
+    assert "not r2" in sg.pod_back_missing(old, PodInfo("k-0", 0, "u2", "r1", True, True), "r2")
+    assert sg.pod_back_missing(old, PodInfo("k-0", 0, "u2", "r2", False, True), "r2") == (
+        "pod not Ready"
+    )
+    assert sg.pod_back_missing(old, PodInfo("k-0", 0, "u2", "r2", True, True), "r2") is None
