@@ -51,7 +51,8 @@ class ControllerMetrics:
 
 
 class Znodes:
-    """The znodes the migration reads and deletes: /cluster/id, /controller, /migration. A
+    """The znodes the migration reads and changes: /cluster/id, /controller, /controller_epoch,
+    /migration. A
     fresh kazoo session per call: the hooks call it a few times per run, never in a tight loop
     for long, and a session must not outlive a ZooKeeper node's restart."""
 
@@ -91,6 +92,18 @@ class Znodes:
             return out
 
         return self._session(get)
+
+    def write(self, path: str, data: bytes) -> None:
+        """Set a znode's data, creating it if absent."""
+        from kazoo.exceptions import NoNodeError
+
+        def put(zk):
+            try:
+                zk.set(path, data)
+            except NoNodeError:
+                zk.create(path, data)
+
+        self._session(put)
 
     def delete(self, path: str) -> bool:
         """Delete ``path`` (no children expected); False when it did not exist."""

@@ -40,6 +40,7 @@ class Revert:
         )
         claims = self.p.delete_claims(CONTROLLER, self.cfg.controller_replicas)
         self.log("controller claims deleted", step="revert", claims=claims)
+        self._raise_controller_epoch(migration)
         if signals.delete_controller_znode(ctl):
             self.znodes.delete("/controller")
             self.log("/controller deleted (a KRaft controller's claim)", step="revert")
@@ -53,6 +54,23 @@ class Revert:
         )
         self.znodes.delete("/migration")
         self.log("/migration deleted", step="revert")
+
+    def _raise_controller_epoch(self, migration: bytes | None) -> None:
+        """Before /controller is freed (no controller can write /controller_epoch meanwhile)."""
+        z = self.znodes.read_many("/controller_epoch", "/controller")
+        epoch = signals.controller_epoch_to_write(
+            z["/controller_epoch"], migration, z["/controller"]
+        )
+        if epoch is None:
+            return
+        self.znodes.write("/controller_epoch", str(epoch).encode())
+        self.log(
+            "/controller_epoch raised to the KRaft controllers' epoch (KAFKA-20488): the next "
+            "ZooKeeper controller is elected above it",
+            step="revert",
+            was=(z["/controller_epoch"] or b"").decode(errors="replace"),
+            epoch=epoch,
+        )
 
     def _revert_roll(self) -> None:
         """The brokers back to ZooKeeper mode, one at a time as every roll. A broker not rolled

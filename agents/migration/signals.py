@@ -140,6 +140,34 @@ def parse_controller(raw: bytes | None) -> ControllerZnode:
     return ControllerZnode(raw, int(bid) if isinstance(bid, int) else None, kraft)
 
 
+def controller_epoch_to_write(
+    zk_epoch: bytes | None, migration: bytes | None, controller: bytes | None
+) -> int | None:
+    """KAFKA-20488: the KRaft controllers write their epoch into the partition states in
+    ZooKeeper; a ZooKeeper controller elected with a lower epoch aborts every leader election
+    ("the LeaderAndIsr path was already written by another controller ... epoch 7") and brokers
+    ignore it, so partitions whose leader restarts go offline. Before /controller is freed, the
+    KRaft epoch (from /migration's kraft_controller_epoch and the claim's kraftControllerEpoch) is
+    written to /controller_epoch when ZooKeeper's is lower: the broker elected next takes it + 1.
+    None: nothing to write."""
+    kraft = max(
+        (
+            v
+            for v in (
+                parse_json(migration).get("kraft_controller_epoch"),
+                parse_json(controller).get("kraftControllerEpoch"),
+            )
+            if isinstance(v, int)
+        ),
+        default=-1,
+    )
+    try:
+        current = int((zk_epoch or b"0").decode().strip() or 0)
+    except (ValueError, UnicodeDecodeError):
+        current = 0
+    return kraft if current < kraft else None
+
+
 def parse_json(raw: bytes | None) -> dict:
     """A znode's JSON object; {} when absent or not a JSON object."""
     if not raw:

@@ -57,7 +57,10 @@ class World:
             CONTROLLER: [pod(CONTROLLER, i, "c1") for i in range(3)] if controllers else [],
         }
         self.zk_state = zk_state
-        self.znodes = {"/cluster/id": json.dumps({"version": "1", "id": ZK_ID}).encode()}
+        self.znodes = {
+            "/cluster/id": json.dumps({"version": "1", "id": ZK_ID}).encode(),
+            "/controller_epoch": b"5",  # above KRAFT_CLAIM's kraftControllerEpoch
+        }
         self.secrets: dict[str, dict[str, bytes]] = {}
         self.events: list[tuple[str, str, bool]] = []
         self.deleted: list[str] = []
@@ -194,6 +197,10 @@ class World:
         if path == "/controller" and self.elect_on_delete:
             self.znodes["/controller"] = b'{"version":2,"brokerid":1}'
         return existed
+
+    def write(self, path, data):
+        self.order.append(f"write {path}")
+        self.znodes[path] = data
 
     def controllers_named(self):
         ctl = sg.parse_controller(self.znodes.get("/controller"))
@@ -444,6 +451,23 @@ def test_rollback_rolls_the_brokers_once_every_broker_follows_the_elected_contro
     assert (ELECTED, 2.0) in waited(logs)  # two polls saw a broker still naming random ones
     assert not [k for m, k in logs if k.get("level") == "warning"]
     assert w.znodes["/controller"] == b'{"version":2,"brokerid":1}'
+
+
+def test_rollback_raises_the_controller_epoch_above_the_kraft_controllers_first():
+    w = World(ZOOKEEPER, "m1", "z2", controllers=False, zk_state=None)
+    w.znodes.update(
+        {
+            "/migration": b'{"version":0,"kraft_controller_id":101,"kraft_controller_epoch":7}',
+            "/controller": KRAFT_CLAIM,  # kraftControllerEpoch 4
+            "/controller_epoch": b"4",
+        }
+    )
+    h, logs = make(w, ZOOKEEPER)
+    assert hk.run("roll", h) == 0
+    assert w.order[:3] == ["claims", "write /controller_epoch", "/controller"]
+    assert w.znodes["/controller_epoch"] == b"7"
+    raised = [k for m, k in logs if m.startswith("/controller_epoch raised")]
+    assert raised == [{"step": "revert", "was": "4", "epoch": 7}]
 
 
 def test_rollback_without_an_election_rolls_as_ops_html_does(capsys):

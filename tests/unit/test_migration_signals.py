@@ -302,3 +302,16 @@ def test_a_deleted_pod_is_back_on_the_revision_and_ready():
         "pod not Ready"
     )
     assert sg.pod_back_missing(old, PodInfo("k-0", 0, "u2", "r2", True, True), "r2") is None
+
+
+def test_the_controller_epoch_is_raised_only_below_the_kraft_controllers():
+    mig = b'{"version":0,"kraft_controller_id":101,"kraft_controller_epoch":7}'
+    claim = b'{"version":2,"brokerid":101,"kraftControllerEpoch":9}'
+    assert sg.controller_epoch_to_write(b"4", mig, None) == 7
+    assert sg.controller_epoch_to_write(b"4", mig, claim) == 9
+    assert sg.controller_epoch_to_write(b"7", mig, None) is None  # the next election takes 8
+    assert sg.controller_epoch_to_write(b"12", mig, claim) is None
+    assert sg.controller_epoch_to_write(None, None, None) is None  # no migration recorded
+    broker = b'{"version":2,"brokerid":0,"kraftControllerEpoch":-1}'
+    assert sg.controller_epoch_to_write(b"3", None, broker) is None
+    assert sg.controller_epoch_to_write(b"garbage", mig, None) == 7
