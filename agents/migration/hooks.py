@@ -147,9 +147,15 @@ class Hooks(Preflight, Revert):
         )
         return True
 
-    def _roller(self, kind=Roller) -> Roller:
+    def _roller(self, kind=Roller, settings: Settings | None = None) -> Roller:
         return kind(
-            self.p, self.kafka, self.zk, self.s, self.log, sleep=self.sleep, clock=self.clock
+            self.p,
+            self.kafka,
+            self.zk,
+            settings or self.s,
+            self.log,
+            sleep=self.sleep,
+            clock=self.clock,
         )
 
     def _controller_pods_ready(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from agents.roller.model import CONTROLLER, KAFKA
-from agents.roller.run import Roller, RollError
+from agents.roller.run import RollError
 
 from . import MigrationError, signals
 
@@ -81,11 +81,8 @@ class Revert:
         then the roll goes on."""
         settings = replace(self.s, pod_timeout=min(self.s.pod_timeout, REVERT_SYNC_WAIT))
         for _ in range(self._brokers()):
-            roller = Roller(
-                self.p, self.kafka, self.zk, settings, self.log, sleep=self.sleep, clock=self.clock
-            )
             try:
-                roller.roll()
+                self._roller(settings=settings).roll()
                 return
             except RollError as e:
                 leaders = self._stale_leaders()
